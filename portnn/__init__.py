@@ -1,0 +1,35 @@
+"""portnn: neural networks written once against the Python Array API standard.
+
+The same layers train on NumPy, CuPy, PyTorch or array-api-strict; pick one
+with ``PORTNN_BACKEND``, :func:`set_backend` or :func:`use_backend`.
+"""
+
+from . import backends, data, initializers, layers, losses, optimizers
+from .backends import (
+    Backend,
+    BackendError,
+    DeviceMismatchError,
+    available_backends,
+    get_backend,
+    seed,
+    set_backend,
+    to_numpy,
+    use_backend,
+)
+from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
+from .layers import Dense, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .losses import MSE, BinaryCrossEntropy, CrossEntropy, Loss
+from .network import CheckpointError, History, Sequential, from_architecture
+from .optimizers import SGD, Adam, AdamW, CosineDecay, ExponentialDecay, Optimizer, RMSProp, StepDecay
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError", "BinaryCrossEntropy",
+    "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
+    "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "Optimizer",
+    "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "StepDecay", "Tanh",
+    "available_backends", "backends", "data", "from_architecture", "get_backend", "gradcheck",
+    "gradcheck_loss", "initializers", "layers", "losses", "optimizers", "seed", "set_backend",
+    "to_numpy", "use_backend",
+]

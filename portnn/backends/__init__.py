@@ -1,0 +1,293 @@
+"""Backend selection: which array namespace and device portnn computes on.
+
+A backend is a value (:class:`Backend`): a name, an array-api-compat namespace
+``xp``, a device and a seeded random source. This package is the only part of
+portnn that knows array libraries by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from ._errors import BackendError, DeviceMismatchError
+from ._libraries import LIBRARIES, Library
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "DeviceMismatchError",
+    "NAMES",
+    "array_namespace",
+    "available_backends",
+    "backend_of",
+    "get_backend",
+    "init_rng",
+    "resolve",
+    "seed",
+    "set_backend",
+    "to_numpy",
+    "use_backend",
+]
+
+NAMES = ("numpy", "cupy", "torch", "array_api_strict", "auto")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """An array namespace on one device.
+
+    Example:
+        >>> be = portnn.get_backend("numpy")
+        >>> be.asarray([1.0, 2.0]).dtype
+        dtype('float32')
+    """
+
+    name: str
+    device: Any
+    xp: Any = field(repr=False, compare=False)
+    library: Library = field(repr=False, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.name}-{self.device_name}"
+
+    @property
+    def device_name(self) -> str:
+        """The device as a string: ``"cpu"``, ``"cuda:0"``, ``"device1"``, ``"meta"``."""
+        return self.library.device_name(self.device)
+
+    def dtype(self, name: str | Any) -> Any:
+        """The namespace's dtype object for ``"float32"``, ``"float64"``, ``"int64"``, ..."""
+        if not isinstance(name, str):
+            return name
+        supported = self.xp.__array_namespace_info__().dtypes(device=self.device)
+        if name not in supported:
+            raise BackendError(
+                f"backend {self} does not support dtype {name}; supported: {sorted(supported)}"
+            )
+        return supported[name]
+
+    def asarray(self, x: Any, dtype: str | Any | None = None) -> Any:
+        """Move host data (NumPy arrays, lists, scalars) to this backend once.
+
+        An array already on this backend is returned as is (cast if ``dtype``
+        differs); an array of another namespace or device raises
+        :class:`DeviceMismatchError` instead of being copied silently.
+        """
+        if array_api_compat.is_array_api_obj(x) and not isinstance(x, np.ndarray):
+            check_device("input", x, self)
+            return x if dtype is None else self.xp.astype(x, self.dtype(dtype), copy=False)
+        host = np.asarray(x)
+        if dtype is not None:
+            self.dtype(dtype)  # a clear error for float64 on a device without it
+            host = host.astype(dtype, copy=False)
+        elif host.dtype == np.float64:
+            host = host.astype(np.float32)  # portnn's default float dtype
+        return self.library.from_numpy(host, self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """Copy an array of this backend to a host NumPy array."""
+        return self.library.to_numpy(x)
+
+    def uniform(self, shape: tuple[int, ...]) -> Any:
+        """float32 samples from [0, 1) on the device, from the seeded per-device generator."""
+        key = (self.name, str(self.device))
+        if key not in _device_rngs:
+            _device_rngs[key] = self.library.generator(_seed, self.device)
+        return self.library.uniform(_device_rngs[key], tuple(shape), None, self.device)
+
+
+# --------------------------------------------------------------------------- random numbers
+
+_seed: int | None = None
+_host_rng = np.random.default_rng()
+_device_rngs: dict[tuple[str, str], Any] = {}
+
+
+def seed(n: int) -> None:
+    """Seed everything portnn draws: initial weights, shuffling, dropout masks.
+
+    Example:
+        >>> portnn.seed(0)
+    """
+    global _seed, _host_rng
+    _seed = int(n)
+    _host_rng = np.random.default_rng(_seed)
+    _device_rngs.clear()
+
+
+def init_rng() -> np.random.Generator:
+    """The host-side generator used for parameter initialisation and shuffling."""
+    return _host_rng
+
+
+# --------------------------------------------------------------------------- selection
+
+_chosen: tuple[str, str | None] | None = None  # set_backend
+_scoped: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.ContextVar(
+    "portnn_backend", default=None
+)
+
+
+@functools.cache
+def _make(name: str, device: str | None) -> Backend:
+    if name == "auto":
+        try:
+            return _make("cupy", device)
+        except BackendError:
+            return _make("numpy", None)
+    if name not in LIBRARIES:
+        raise BackendError(f"unknown backend {name!r}; valid names: {', '.join(NAMES)}")
+    library = LIBRARIES[name]
+    xp = library.load()
+    return Backend(name=name, device=library.device(device), xp=xp, library=library)
+
+
+def resolve(backend: str | Backend | None = None, device: str | None = None) -> tuple[Backend, str]:
+    """The backend in force and the precedence rule that chose it.
+
+    Precedence, highest first: the ``backend``/``device`` arguments,
+    :func:`use_backend`, :func:`set_backend`, the ``PORTNN_BACKEND`` /
+    ``PORTNN_DEVICE`` environment variables, then ``numpy``.
+    """
+    if isinstance(backend, Backend):
+        return (backend if device is None else _make(backend.name, device)), "argument"
+    env = os.environ.get("PORTNN_BACKEND") or None
+    rules = [
+        ("argument", (backend, device) if backend else None),
+        ("use_backend", _scoped.get()),
+        ("set_backend", _chosen),
+        ("PORTNN_BACKEND", (env, os.environ.get("PORTNN_DEVICE") or None) if env else None),
+        ("default", ("numpy", os.environ.get("PORTNN_DEVICE") or None)),
+    ]
+    rule, (name, dev) = next((rule, pick) for rule, pick in rules if pick is not None)
+    return _make(name.strip().lower(), device or dev), rule
+
+
+def get_backend(backend: str | Backend | None = None, device: str | None = None) -> Backend:
+    """The resolved backend (see :func:`resolve` for the precedence).
+
+    Example:
+        >>> portnn.get_backend("numpy").xp.__name__
+        'array_api_compat.numpy'
+    """
+    return resolve(backend, device)[0]
+
+
+def set_backend(backend: str | None, device: str | None = None) -> Backend | None:
+    """Select the process-wide backend (``None`` clears the choice).
+
+    Example:
+        >>> portnn.set_backend("torch", "cpu")
+    """
+    global _chosen
+    if backend is None:
+        _chosen = None
+        return None
+    chosen = _make(backend, device)  # fail now, not at first use
+    _chosen = (backend, device)
+    return chosen
+
+
+@contextlib.contextmanager
+def use_backend(backend: str, device: str | None = None) -> Iterator[Backend]:
+    """Use a backend inside a ``with`` block.
+
+    Example:
+        >>> with portnn.use_backend("array_api_strict", "device1") as be:
+        ...     layer = portnn.Dense(2, 3)
+    """
+    chosen = _make(backend, device)
+    token = _scoped.set((backend, device))
+    try:
+        yield chosen
+    finally:
+        _scoped.reset(token)
+
+
+def available_backends() -> dict[str, list[str]]:
+    """Backends usable on this machine, each with its devices.
+
+    Example:
+        >>> "numpy" in portnn.available_backends()
+        True
+    """
+    found = {}
+    for name, library in LIBRARIES.items():
+        try:
+            _make(name, None)
+        except BackendError:
+            continue
+        found[name] = library.devices()
+    return found
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why a backend cannot be used here, or ``None`` when it can."""
+    try:
+        _make(name, None)
+    except BackendError as exc:
+        return str(exc)
+    return None
+
+
+# --------------------------------------------------------------------------- arrays
+
+_NAMESPACES: dict[type, Any] = {}
+
+
+def array_namespace(*arrays: Any) -> Any:
+    """array-api-compat's ``array_namespace``, cached per array type for speed."""
+    kind = type(arrays[0])
+    xp = _NAMESPACES.get(kind)
+    if xp is None or len(arrays) > 1:
+        xp = array_api_compat.array_namespace(*arrays)
+        _NAMESPACES[kind] = xp
+    return xp
+
+
+def backend_of(x: Any) -> Backend:
+    """The backend an array lives on."""
+    xp = array_namespace(x)
+    for name in ("numpy", "cupy", "torch", "array_api_strict"):
+        if getattr(array_api_compat, f"is_{name}_namespace")(xp):
+            dev = array_api_compat.device(x)
+            if name == "torch" and dev.type == "cuda":
+                return _make(name, f"cuda:{dev.index or 0}")
+            return _make(name, LIBRARIES[name].device_name(dev))
+    raise BackendError(f"arrays of {xp.__name__} are not supported; valid backends: {NAMES}")
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Copy an array of any backend to a NumPy array on the host.
+
+    Example:
+        >>> portnn.to_numpy(model.predict(x)).shape
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    return backend_of(x).to_numpy(x)
+
+
+def check_device(where: str, x: Any, expected: Backend) -> None:
+    """Raise a clear error when ``x`` is not on ``expected``'s namespace and device."""
+    if isinstance(x, np.ndarray) and expected.name == "numpy":
+        return
+    try:
+        actual = backend_of(x)
+    except (BackendError, TypeError):
+        actual = None
+    if actual != expected:
+        raise DeviceMismatchError(
+            f"{where}: got an array on {actual or type(x).__name__} but the parameters live on "
+            f"{expected}; move the data with portnn.get_backend({expected.name!r}, "
+            f"{str(expected.device)!r}).asarray(...) or load the model on that backend"
+        )

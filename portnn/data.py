@@ -1,0 +1,1 @@
+"""Data: batching, one-hot encoding and dataset loaders."""

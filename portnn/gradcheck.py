@@ -1,0 +1,122 @@
+"""Finite-difference gradient checks for layers and losses.
+
+Central differences in float64 (float32 with a looser tolerance on a device
+without float64) against the layer's or loss's own ``backward``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .backends import Backend, BackendError, backend_of, get_backend
+from .layers import Layer
+from .losses import Loss
+
+__all__ = ["GradcheckError", "gradcheck", "gradcheck_loss", "numerical_gradient"]
+
+
+class GradcheckError(AssertionError):
+    """An analytic gradient disagrees with the finite-difference one."""
+
+
+@dataclass(frozen=True)
+class _Precision:
+    dtype: str
+    eps: float
+    rtol: float
+    atol: float
+
+
+_F64 = _Precision("float64", 1e-6, 1e-5, 1e-7)
+_F32 = _Precision("float32", 1e-2, 5e-2, 5e-3)
+
+
+def _precision(be: Backend) -> _Precision:
+    try:
+        be.dtype("float64")
+    except BackendError:
+        return _F32
+    return _F64
+
+
+def numerical_gradient(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float) -> np.ndarray:
+    """Central differences of a scalar function of a host array."""
+    grad = np.zeros_like(x)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        up = f(x)
+        flat[i] = old - eps
+        down = f(x)
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def _compare(name: str, analytic: np.ndarray, numeric: np.ndarray, p: _Precision) -> None:
+    if analytic.shape != numeric.shape:
+        raise GradcheckError(f"{name}: gradient shape {analytic.shape} != {numeric.shape}")
+    if not np.allclose(analytic, numeric, rtol=p.rtol, atol=p.atol):
+        worst = np.max(np.abs(analytic - numeric))
+        raise GradcheckError(f"{name}: analytic and numerical gradients differ (max |diff| "
+                             f"{worst:.3g}, rtol={p.rtol}, atol={p.atol})")
+
+
+def gradcheck(layer: Layer, x: Any, training: bool = False, seed: int = 0) -> None:
+    """Check ``layer.backward`` (input and parameter gradients) by finite differences.
+
+    The layer's parameters are cast in place to float64 where the device has it.
+    Raises :class:`GradcheckError` on a mismatch.
+
+    Example:
+        >>> portnn.gradcheck(portnn.Dense(3, 2), np.random.rand(4, 3))
+    """
+    be = backend_of(x) if not isinstance(x, np.ndarray) else (layer.backend or get_backend())
+    p = _precision(be)
+    layer.to(be, dtype=p.dtype)
+    x_host = be.to_numpy(x).astype(p.dtype) if not isinstance(x, np.ndarray) else x.astype(p.dtype)
+    dev = lambda a: be.asarray(a, dtype=p.dtype)  # noqa: E731
+    y = layer.forward(dev(x_host), training)
+    dy_host = np.random.default_rng(seed).standard_normal(tuple(y.shape)).astype(p.dtype)
+    dx = be.to_numpy(layer.backward(dev(dy_host)))
+    grads = {k: be.to_numpy(g) for k, g in layer.grads.items()}
+
+    def objective(x_: np.ndarray) -> float:
+        return float(np.sum(be.to_numpy(layer.forward(dev(x_), training)) * dy_host))
+
+    _compare(f"{type(layer).__name__} input", dx, numerical_gradient(objective, x_host.copy(), p.eps), p)
+    for key in list(layer.params):
+        w = be.to_numpy(layer.params[key]).astype(p.dtype)
+
+        def objective_w(w_: np.ndarray, key: str = key) -> float:
+            layer.params[key] = dev(w_)
+            return float(np.sum(be.to_numpy(layer.forward(dev(x_host), training)) * dy_host))
+
+        numeric = numerical_gradient(objective_w, w.copy(), p.eps)
+        layer.params[key] = dev(w)
+        _compare(f"{type(layer).__name__} {key}", grads[key], numeric, p)
+
+
+def gradcheck_loss(loss: Loss, y_pred: Any, y_true: Any) -> None:
+    """Check ``loss.backward()`` against finite differences of ``loss(y_pred, y_true)``.
+
+    Example:
+        >>> portnn.gradcheck_loss(portnn.MSE(), np.random.rand(4, 2), np.random.rand(4, 2))
+    """
+    be = backend_of(y_pred) if not isinstance(y_pred, np.ndarray) else get_backend()
+    p = _precision(be)
+    pred = (y_pred if isinstance(y_pred, np.ndarray) else be.to_numpy(y_pred)).astype(p.dtype)
+    true = y_true if isinstance(y_true, np.ndarray) else be.to_numpy(y_true)
+    if true.dtype.kind == "f":
+        true = true.astype(p.dtype)
+    t = be.asarray(true)
+    loss(be.asarray(pred, dtype=p.dtype), t)
+    analytic = be.to_numpy(loss.backward())
+    numeric = numerical_gradient(
+        lambda a: float(loss(be.asarray(a, dtype=p.dtype), t)), pred.copy(), p.eps)
+    _compare(type(loss).__name__, analytic, numeric, p)

@@ -1,0 +1,69 @@
+"""The Layer base class: parameters, gradients, placement and config."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+from ..backends import Backend, backend_of, check_device, get_backend
+
+
+class Layer:
+    """A layer: its parameters plus an explicit ``forward`` and ``backward``.
+
+    ``forward(x, training)`` caches what ``backward`` needs; ``backward(dy)``
+    fills ``self.grads`` (same keys as ``self.params``) and returns ``dx``.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, Any] = {}
+        self.grads: dict[str, Any] = {}
+        # State that is saved and moved with the layer but not trained (e.g. running means).
+        self.buffers: dict[str, Any] = {}
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        raise NotImplementedError
+
+    def backward(self, dy: Any) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, x: Any, training: bool = False) -> Any:
+        """``forward`` after checking that ``x`` is on the parameters' device."""
+        if self.params:
+            check_device(type(self).__name__, x, self.backend)
+        return self.forward(x, training)
+
+    def add_param(self, name: str, value: np.ndarray, buffer: bool = False) -> None:
+        """Register a host-initialised parameter (or untrained buffer) on the active backend."""
+        dtype = getattr(self, "dtype", "float32")
+        (self.buffers if buffer else self.params)[name] = get_backend().asarray(value, dtype=dtype)
+
+    @property
+    def backend(self) -> Backend | None:
+        """The backend the parameters live on (``None`` for a parameter-free layer)."""
+        first = next(iter(self.params.values()), None)
+        return None if first is None else backend_of(first)
+
+    def to(self, backend: str | Backend | None = None, device: str | None = None,
+           dtype: str | None = None) -> Layer:
+        """Move (and optionally cast) the parameters to another backend, in place."""
+        target = get_backend(backend, device)
+        if dtype is not None and hasattr(self, "dtype"):
+            self.dtype = dtype
+        for store in (self.params, self.buffers):
+            for name, value in store.items():
+                host = value if isinstance(value, np.ndarray) else backend_of(value).to_numpy(value)
+                store[name] = target.asarray(host, dtype=dtype or str(host.dtype))
+        self.grads.clear()
+        return self
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, read back from attributes of the same name."""
+        names = list(inspect.signature(type(self).__init__).parameters)[1:]
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,46 @@
+"""Fully connected layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import initializers
+from ..backends import array_namespace
+from ._base import Layer
+
+
+class Dense(Layer):
+    """``y = x @ weight + bias`` with ``weight`` of shape ``(in_features, out_features)``.
+
+    Example:
+        >>> layer = portnn.Dense(2, 3)
+        >>> layer.forward(np.ones((4, 2), np.float32)).shape
+        (4, 3)
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 init: str | initializers.Initializer = "glorot_uniform",
+                 dtype: str = "float32") -> None:
+        super().__init__()
+        self.in_features, self.out_features, self.bias = in_features, out_features, bias
+        self.init, self.dtype = init, dtype
+        shape = (in_features, out_features)
+        self.add_param("weight", initializers.get(init)(shape, in_features, out_features))
+        if bias:
+            self.add_param("bias", initializers.zeros((out_features,)))
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(
+                f"Dense({self.in_features}, {self.out_features}) expects input of shape "
+                f"(batch, {self.in_features}), got {tuple(x.shape)}"
+            )
+        self.x = x
+        y = x @ self.params["weight"]
+        return y + self.params["bias"] if self.bias else y
+
+    def backward(self, dy: Any) -> Any:
+        self.grads["weight"] = self.x.T @ dy
+        if self.bias:
+            self.grads["bias"] = array_namespace(dy).sum(dy, axis=0)
+        return dy @ self.params["weight"].T

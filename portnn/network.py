@@ -1,0 +1,369 @@
+"""Sequential: a stack of layers with fit / predict / evaluate / save / load."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import layers as layers_module
+from . import losses, optimizers
+from .backends import Backend, get_backend, init_rng, use_backend
+from .layers import Layer
+
+__all__ = ["CheckpointError", "History", "Sequential", "from_architecture"]
+
+FORMAT = "portnn-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is truncated, foreign or inconsistent."""
+
+
+class History(dict):
+    """Per-epoch Python floats: ``h["loss"]``, ``h["accuracy"]``, ``h["val_loss"]``, ..."""
+
+    @property
+    def epochs(self) -> int:
+        return len(self.get("loss", []))
+
+
+Callback = Callable[["Sequential", int, dict[str, float]], Any]
+
+
+class Sequential:
+    """Layers applied in order, trained with a loss and an optimizer.
+
+    Args:
+        layers: the layers, first to last.
+        loss: a :class:`portnn.losses.Loss` or its name (``"mse"``, ``"crossentropy"``).
+        optimizer: a :class:`portnn.optimizers.Optimizer` or its name.
+        backend, device: move the parameters there (default: where the layers were built).
+
+    Example:
+        >>> model = portnn.Sequential([portnn.Dense(2, 3), portnn.Tanh(), portnn.Dense(3, 1)],
+        ...                           loss="mse", optimizer=portnn.SGD(0.1))
+        >>> history = model.fit(x, y, epochs=100, batch_size=1)
+    """
+
+    def __init__(self, layers: Sequence[Layer], loss: str | losses.Loss | None = None,
+                 optimizer: str | optimizers.Optimizer | None = None,
+                 backend: str | Backend | None = None, device: str | None = None) -> None:
+        self.layers = list(layers)
+        self.loss = None if loss is None else losses.get(loss)
+        self.optimizer = None if optimizer is None else optimizers.get(optimizer)
+        if backend is not None or device is not None:
+            self.to(backend, device)
+        placed = {str(layer.backend) for layer in self.layers if layer.params}
+        if len(placed) > 1:
+            raise ValueError(f"Sequential: the layers' parameters live on different backends: "
+                             f"{sorted(placed)}; pass backend= to move them all to one")
+
+    # ------------------------------------------------------------------ placement
+
+    @property
+    def backend(self) -> Backend:
+        """The backend the parameters live on (the active one for a parameter-free model)."""
+        return next((layer.backend for layer in self.layers if layer.params), None) or get_backend()
+
+    def to(self, backend: str | Backend | None = None, device: str | None = None,
+           dtype: str | None = None) -> Sequential:
+        """Move parameters and optimizer state to another backend/device, in place."""
+        target = get_backend(backend, device)
+        for layer in self.layers:
+            layer.to(target, dtype=dtype)
+        if self.optimizer is not None:
+            for state in self.optimizer.state.values():
+                for key, value in state.items():
+                    host = np.asarray(value) if isinstance(value, np.ndarray) else _host(value)
+                    state[key] = target.asarray(host, dtype=dtype or str(host.dtype))
+        return self
+
+    # ------------------------------------------------------------------ forward / backward
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dy: Any) -> Any:
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def train_step(self, x: Any, y: Any) -> tuple[Any, Any]:
+        """One forward, backward and update on a batch already on the device.
+
+        Returns the batch loss and the number correct (or ``None``) as 0-d
+        device arrays; nothing is read back to the host.
+        """
+        out = self.forward(x, training=True)
+        loss = self.loss(out, y)
+        self.backward(self.loss.backward())
+        self.optimizer.step(self.layers)
+        return loss, self.loss.correct(out, y)
+
+    # ------------------------------------------------------------------ training
+
+    def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
+            shuffle: bool = True, validation_data: tuple[Any, Any] | None = None,
+            verbose: int = 1, callbacks: Sequence[Callback] = ()) -> History:
+        """Train for ``epochs`` passes over ``(x, y)``.
+
+        Args:
+            x, y: inputs and targets (NumPy arrays are moved to the device once).
+            epochs: passes over the data.
+            batch_size: samples per update; ``1`` is per-sample training,
+                ``None`` the full batch.
+            shuffle: reshuffle each epoch from portnn's seeded generator.
+            validation_data: ``(x_val, y_val)`` evaluated after each epoch.
+            verbose: 0 silent, 1 a line per epoch, ``n`` > 1 every n-th epoch.
+            callbacks: ``f(model, epoch, logs)`` after each epoch; returning
+                ``True`` stops training.
+
+        Returns:
+            A :class:`History` of per-epoch floats.
+        """
+        if self.loss is None or self.optimizer is None:
+            raise ValueError("Sequential.fit needs a loss and an optimizer: "
+                             "Sequential(layers, loss='mse', optimizer=portnn.SGD(0.1))")
+        x, y = self._to_device(x, y)
+        if validation_data is not None:
+            validation_data = self._to_device(*validation_data)
+        n = x.shape[0]
+        batch_size = n if batch_size is None else int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"Sequential.fit: batch_size must be >= 1 or None, got {batch_size}")
+        be = self.backend
+        xp = be.xp
+        history = History()
+        for epoch in range(epochs):
+            self.optimizer.epoch = epoch
+            order = be.asarray(init_rng().permutation(n)) if shuffle else None
+            total = correct = None
+            for start in range(0, n, batch_size):
+                if order is None:
+                    xb, yb = x[start:start + batch_size, ...], y[start:start + batch_size, ...]
+                else:
+                    idx = order[start:start + batch_size]
+                    xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
+                loss, hits = self.train_step(xb, yb)
+                weighted = loss * xb.shape[0]
+                total = weighted if total is None else total + weighted
+                if hits is not None:
+                    correct = hits if correct is None else correct + hits
+            # The one read-back of the epoch.
+            logs = {"loss": float(total) / n}
+            if correct is not None:
+                logs["accuracy"] = float(correct) / n
+            if validation_data is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate(*validation_data).items()})
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            if verbose and ((epoch + 1) % verbose == 0 or epoch == 0 or epoch + 1 == epochs):
+                print(format_epoch(epoch + 1, epochs, logs), flush=True)
+            if any([cb(self, epoch, logs) for cb in callbacks]):
+                break
+        return history
+
+    def predict(self, x: Any, batch_size: int | None = None) -> Any:
+        """The network's output for ``x``, as an array on the model's backend.
+
+        Use :func:`portnn.to_numpy` to bring it to the host.
+        """
+        x = self._to_device(x)
+        if batch_size is None:
+            return self.forward(x)
+        outs = [self.forward(x[s:s + batch_size, ...]) for s in range(0, x.shape[0], batch_size)]
+        return self.backend.xp.concat(outs, axis=0)
+
+    def evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+        """Mean loss (and accuracy for classification losses) on ``(x, y)``, as floats."""
+        if self.loss is None:
+            raise ValueError("Sequential.evaluate needs a loss")
+        return self._evaluate(*self._to_device(x, y), batch_size=batch_size)
+
+    def _evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+        n = x.shape[0]
+        step = n if batch_size is None else batch_size
+        total, correct = 0.0, None
+        for s in range(0, n, step):
+            xb, yb = x[s:s + step, ...], y[s:s + step, ...]
+            out = self.forward(xb)
+            total = total + self.loss(out, yb) * xb.shape[0]
+            hits = self.loss.correct(out, yb)
+            if hits is not None:
+                correct = hits if correct is None else correct + hits
+        logs = {"loss": float(total) / n}
+        if correct is not None:
+            logs["accuracy"] = float(correct) / n
+        return logs
+
+    def _dtype(self) -> str:
+        return next((layer.dtype for layer in self.layers if hasattr(layer, "dtype")),
+                    "float32")
+
+    def _to_device(self, x: Any, *rest: Any) -> Any:
+        be = self.backend
+        moved = [be.asarray(a, dtype=self._dtype() if _is_float(a) else None) for a in (x, *rest)]
+        if any(a.shape[0] != moved[0].shape[0] for a in moved):
+            raise ValueError(f"Sequential: x has {moved[0].shape[0]} samples but y has "
+                             f"{moved[1].shape[0]}")
+        return moved[0] if not rest else tuple(moved)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write parameters, optimizer state and architecture to one ``.npz`` (no pickle).
+
+        The live model is not moved. The file is written next to its target
+        and renamed into place, so a failed save leaves an earlier file intact.
+        """
+        meta = {
+            "format": FORMAT, "version": VERSION,
+            "layers": [{"class": type(layer).__name__, "config": layer.config()}
+                       for layer in self.layers],
+            "loss": None if self.loss is None else
+            {"class": type(self.loss).__name__, "config": self.loss.config()},
+            "optimizer": None if self.optimizer is None else
+            {"class": type(self.optimizer).__name__, "config": self.optimizer.config(),
+             "t": self.optimizer.t, "epoch": self.optimizer.epoch},
+        }
+        arrays = {"__portnn__": np.array(json.dumps(meta, default=_jsonable))}
+        for i, layer in enumerate(self.layers):
+            for kind, store in (("param", layer.params), ("buffer", layer.buffers)):
+                arrays.update({f"{kind}/{i}/{k}": _host(v) for k, v in store.items()})
+        if self.optimizer is not None:
+            for name, state in self.optimizer.state.items():
+                arrays.update({f"opt/{name}/{k}": _host(v) for k, v in state.items()})
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".portnn-", suffix=".npz", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], backend: str | Backend | None = None,
+             device: str | None = None) -> Sequential:
+        """Rebuild a saved model on the active backend, or on ``backend``/``device``.
+
+        Example:
+            >>> model = portnn.Sequential.load("mnist.npz", backend="numpy")
+        """
+        target = get_backend(backend, device)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+            meta = json.loads(str(data.pop("__portnn__")))
+        except FileNotFoundError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+            raise CheckpointError(f"{path} is not a readable portnn checkpoint (truncated or "
+                                  f"foreign file): {type(exc).__name__}: {exc}") from None
+        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+            raise CheckpointError(f"{path}: not a portnn checkpoint of version {VERSION}")
+        with use_backend("numpy"):
+            model = cls([_build(layers_module, entry, path) for entry in meta["layers"]])
+            if meta["loss"]:
+                model.loss = _build(losses, meta["loss"], path)
+            if meta["optimizer"]:
+                model.optimizer = _build(optimizers, meta["optimizer"], path)
+                model.optimizer.t, model.optimizer.epoch = meta["optimizer"]["t"], meta["optimizer"]["epoch"]
+        for name, value in data.items():
+            kind, _, rest = name.partition("/")
+            key, _, leaf = rest.rpartition("/")
+            try:
+                if kind in ("param", "buffer"):
+                    layer = model.layers[int(key)]
+                    store = layer.params if kind == "param" else layer.buffers
+                    if leaf not in store or store[leaf].shape != value.shape:
+                        raise KeyError(leaf)
+                    store[leaf] = value
+                elif kind == "opt" and model.optimizer is not None:
+                    model.optimizer.state.setdefault(key, {})[leaf] = value
+                else:
+                    raise KeyError(name)
+            except (KeyError, IndexError, ValueError):
+                raise CheckpointError(f"{path}: entry {name!r} does not fit the saved "
+                                      "architecture") from None
+        return model.to(target)
+
+
+def _build(module: Any, entry: dict[str, Any], path: Any) -> Any:
+    cls = getattr(module, entry["class"], None)
+    if not isinstance(cls, type):
+        raise CheckpointError(f"{path}: unknown class {entry['class']!r}")
+    config = dict(entry["config"])
+    if "init" in config:
+        config["init"] = "zeros"  # the saved weights replace it; draw nothing
+    if isinstance(config.get("lr"), dict):
+        schedule = dict(config["lr"])
+        config["lr"] = getattr(optimizers, schedule.pop("schedule"))(**schedule)
+    return cls(**config)
+
+
+def _host(value: Any) -> np.ndarray:
+    from .backends import to_numpy
+
+    return to_numpy(value)
+
+
+def _jsonable(value: Any) -> Any:
+    if callable(value):
+        return getattr(value, "__name__", repr(value))
+    raise TypeError(f"cannot save {value!r} in a checkpoint")
+
+
+def _is_float(a: Any) -> bool:
+    dtype = getattr(a, "dtype", None)
+    if dtype is None:
+        return np.asarray(a).dtype.kind == "f"
+    return "float" in str(dtype)
+
+
+def format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:
+    """The classic per-epoch line: ``epoch 3/1000 error=0.307195 accuracy=0.7500``."""
+    parts = [f"epoch {epoch}/{epochs}"]
+    for key, value in logs.items():
+        name = key.replace("loss", "error")
+        parts.append(f"{name}={value:.6f}" if "error" in name else f"{name}={value:.4f}")
+    return " ".join(parts)
+
+
+_ACTIVATIONS = {"relu": layers_module.ReLU, "sigmoid": layers_module.Sigmoid,
+                "tanh": layers_module.Tanh, "softmax": layers_module.Softmax,
+                "leaky_relu": layers_module.LeakyReLU}
+
+
+def from_architecture(architecture: Sequence[dict[str, Any]], **kwargs: Any) -> Sequential:
+    """Build a dense network from ``{"input_dim", "output_dim", "activation"}`` dicts.
+
+    Example:
+        >>> model = portnn.from_architecture([
+        ...     {"input_dim": 2, "output_dim": 4, "activation": "relu"},
+        ...     {"input_dim": 4, "output_dim": 1, "activation": "sigmoid"}], loss="binary_crossentropy")
+    """
+    built: list[Layer] = []
+    for i, spec in enumerate(architecture):
+        built.append(layers_module.Dense(spec["input_dim"], spec["output_dim"],
+                                         init=spec.get("init", "glorot_uniform")))
+        act = (spec.get("activation") or "linear").lower()
+        if act not in ("linear", "none"):
+            if act not in _ACTIVATIONS:
+                raise ValueError(f"architecture[{i}]: unknown activation {act!r}; valid: "
+                                 f"{sorted(_ACTIVATIONS)} or 'linear'")
+            built.append(_ACTIVATIONS[act]())
+    return Sequential(built, **kwargs)

@@ -1,0 +1,193 @@
+"""Optimizers: one shared ``step`` loop, one per-parameter ``update`` each.
+
+Parameters and state are updated in place on the device; learning rates and
+bias corrections are Python floats, so a step never reads back from the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .backends import array_namespace
+from .layers import Layer
+
+Schedule = Callable[[int], float]
+
+__all__ = ["SGD", "Adam", "AdamW", "CosineDecay", "ExponentialDecay", "Optimizer", "RMSProp",
+           "StepDecay", "get"]
+
+
+class Optimizer:
+    """Base class. ``lr`` is a float or a schedule ``epoch -> lr``.
+
+    ``weight_decay`` adds the L2 term ``weight_decay * w`` to every gradient
+    (coupled, as in ``torch.optim.SGD``); ``AdamW`` overrides it with the
+    decoupled form.
+    """
+
+    decoupled = False
+
+    def __init__(self, lr: float | Schedule = 0.01, weight_decay: float = 0.0) -> None:
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.epoch = 0
+        self.t = 0
+        self.state: dict[str, dict[str, Any]] = {}
+
+    @property
+    def current_lr(self) -> float:
+        """The learning rate for the current epoch."""
+        return float(self.lr(self.epoch)) if callable(self.lr) else float(self.lr)
+
+    def step(self, layers: Iterable[Layer]) -> None:
+        """Apply one update to every parameter of ``layers`` from its stored gradient."""
+        self.t += 1
+        lr = self.current_lr
+        for i, layer in enumerate(layers):
+            for key, w in layer.params.items():
+                g = layer.grads[key]
+                if self.weight_decay and not self.decoupled:
+                    g = g + self.weight_decay * w
+                self.update(w, g, self.state.setdefault(f"{i}.{key}", {}), lr)
+
+    def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        keep = {k: v for k, v in vars(self).items() if k not in ("state", "epoch", "t")}
+        if callable(self.lr):
+            keep["lr"] = self.lr.config() if hasattr(self.lr, "config") else self.current_lr
+        return keep
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum, as ``torch.optim.SGD``.
+
+    Example:
+        >>> opt = portnn.SGD(lr=0.1, momentum=0.9, nesterov=True)
+    """
+
+    def __init__(self, lr: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        if nesterov and momentum <= 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0")
+        self.momentum, self.nesterov = momentum, nesterov
+
+    def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
+        if self.momentum:
+            if "velocity" not in state:
+                state["velocity"] = array_namespace(g).asarray(g, copy=True)
+            else:
+                buf = state["velocity"]
+                buf *= self.momentum
+                buf += g
+            g = g + self.momentum * state["velocity"] if self.nesterov else state["velocity"]
+        w -= lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), as ``torch.optim.Adam``; L2 ``weight_decay`` is coupled.
+
+    Example:
+        >>> opt = portnn.Adam(lr=1e-3)
+    """
+
+    def __init__(self, lr: float | Schedule = 0.001, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.betas, self.eps = tuple(betas), eps
+
+    def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
+        xp = array_namespace(w)
+        b1, b2 = self.betas
+        if not state:
+            state["m"], state["v"] = xp.zeros_like(w), xp.zeros_like(w)
+        m, v = state["m"], state["v"]
+        m *= b1
+        m += (1 - b1) * g
+        v *= b2
+        v += (1 - b2) * (g * g)
+        if self.decoupled:
+            w *= 1 - lr * self.weight_decay
+        step = lr / (1 - b1**self.t)
+        w -= step * m / (xp.sqrt(v) / math.sqrt(1 - b2**self.t) + self.eps)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW``."""
+
+    decoupled = True
+
+    def __init__(self, lr: float | Schedule = 0.001, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
+        super().__init__(lr, betas, eps, weight_decay)
+
+
+class RMSProp(Optimizer):
+    """RMSProp, as ``torch.optim.RMSprop`` (no momentum, not centered)."""
+
+    def __init__(self, lr: float | Schedule = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        self.alpha, self.eps = alpha, eps
+
+    def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
+        xp = array_namespace(w)
+        if not state:
+            state["square_avg"] = xp.zeros_like(w)
+        sq = state["square_avg"]
+        sq *= self.alpha
+        sq += (1 - self.alpha) * (g * g)
+        w -= lr * g / (xp.sqrt(sq) + self.eps)
+
+
+# --------------------------------------------------------------------------- schedules
+
+
+class StepDecay:
+    """``lr * gamma ** (epoch // step_size)``, as ``torch.optim.lr_scheduler.StepLR``."""
+
+    def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
+        self.lr, self.step_size, self.gamma = lr, step_size, gamma
+
+    def __call__(self, epoch: int) -> float:
+        return self.lr * self.gamma ** (epoch // self.step_size)
+
+    def config(self) -> dict[str, Any]:
+        return {"schedule": type(self).__name__, **vars(self)}
+
+
+class ExponentialDecay(StepDecay):
+    """``lr * gamma ** epoch``, as ``torch.optim.lr_scheduler.ExponentialLR``."""
+
+    def __init__(self, lr: float, gamma: float) -> None:
+        super().__init__(lr, 1, gamma)
+
+
+class CosineDecay:
+    """Cosine annealing from ``lr`` to ``min_lr`` over ``epochs``."""
+
+    def __init__(self, lr: float, epochs: int, min_lr: float = 0.0) -> None:
+        self.lr, self.epochs, self.min_lr = lr, epochs, min_lr
+
+    def __call__(self, epoch: int) -> float:
+        frac = min(epoch, self.epochs) / self.epochs
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * frac))
+
+    def config(self) -> dict[str, Any]:
+        return {"schedule": type(self).__name__, **vars(self)}
+
+
+_BY_NAME = {c.__name__.lower(): c for c in (SGD, Adam, AdamW, RMSProp)}
+
+
+def get(optimizer: str | Optimizer) -> Optimizer:
+    """An optimizer by name (``"sgd"``, ``"adam"``, ...) with defaults, or passed through."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if optimizer.lower() not in _BY_NAME:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid names: {sorted(_BY_NAME)}")
+    return _BY_NAME[optimizer.lower()]()

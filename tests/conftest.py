@@ -1,0 +1,75 @@
+"""One fixture runs every test on every backend and device this machine has."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import portnn
+from portnn.backends import BackendError
+
+# (backend, device): the device list every test runs on; unavailable ones skip with the reason.
+DEVICES = [
+    ("numpy", "cpu"),
+    ("array_api_strict", "CPU_DEVICE"),
+    ("array_api_strict", "device1"),
+    ("array_api_strict", "no_float64"),
+    ("torch", "cpu"),
+    ("cupy", "cuda:0"),
+    ("torch", "cuda:0"),
+]
+META = ("torch", "meta")
+
+
+def _param(name: str, device: str) -> pytest.param:
+    try:
+        portnn.get_backend(name, device)
+        marks = ()
+    except BackendError as exc:
+        marks = pytest.mark.skip(reason=f"{name}-{device} unavailable: {exc}")
+    return pytest.param((name, device), id=f"{name}-{device}", marks=marks)
+
+
+@pytest.fixture(params=[_param(*d) for d in DEVICES])
+def backend(request) -> portnn.Backend:
+    """Each available backend/device, made the active one for the test."""
+    with portnn.use_backend(*request.param) as be:
+        yield be
+
+
+@pytest.fixture(params=[_param(*d) for d in [*DEVICES, META]])
+def any_device(request) -> portnn.Backend:
+    """As ``backend`` plus torch's ``meta`` device (shapes only: any host read-back fails)."""
+    with portnn.use_backend(*request.param) as be:
+        yield be
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    portnn.seed(0)
+    portnn.set_backend(None)
+    yield
+    portnn.set_backend(None)
+
+
+@pytest.fixture
+def torch():
+    """PyTorch for reference values (tests using it skip when it is not installed)."""
+    return pytest.importorskip("torch")
+
+
+def has_float64(be: portnn.Backend) -> bool:
+    try:
+        be.dtype("float64")
+    except BackendError:
+        return False
+    return True
+
+
+def rtol(be: portnn.Backend) -> float:
+    """Tolerance for comparing against a float64 reference: looser where float32 is all there is."""
+    return 1e-10 if has_float64(be) else 1e-4
+
+
+def assert_close(actual, expected, rtol: float = 1e-5, atol: float = 1e-6) -> None:
+    np.testing.assert_allclose(portnn.to_numpy(actual), np.asarray(expected), rtol=rtol, atol=atol)
