@@ -69,8 +69,9 @@ class BinaryCrossEntropy(Loss):
             # max(z, 0) - z t + log(1 + exp(-|z|)) never overflows.
             z = y_pred
             return xp.mean(xp.clip(z, min=0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
-        log_p = xp.clip(xp.log(y_pred), min=-100.0)
-        log_1p = xp.clip(xp.log1p(-y_pred), min=-100.0)
+        # Logs clamped at -100 as in PyTorch; the inner clip avoids log(0) warnings.
+        log_p = xp.clip(xp.log(xp.clip(y_pred, min=1e-44)), min=-100.0)
+        log_1p = xp.clip(xp.log(xp.clip(1.0 - y_pred, min=1e-44)), min=-100.0)
         return -xp.mean(t * log_p + (1.0 - t) * log_1p)
 
     def backward(self) -> Any:

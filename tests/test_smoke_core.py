@@ -1,7 +1,7 @@
 import numpy as np
-from conftest import assert_close
 
 import portnn
+from conftest import assert_close
 
 
 def test_dense_gradcheck(backend):
