@@ -6,6 +6,7 @@ bias corrections are Python floats, so a step never reads back from the device.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,8 +16,8 @@ from .layers import Layer
 
 Schedule = Callable[[int], float]
 
-__all__ = ["SGD", "Adam", "AdamW", "CosineDecay", "ExponentialDecay", "Optimizer", "RMSProp",
-           "StepDecay", "get"]
+__all__ = ["SGD", "Adam", "AdamW", "CosineDecay", "ExponentialDecay", "LRSchedule", "Optimizer",
+           "RMSProp", "StepDecay", "get"]
 
 
 class Optimizer:
@@ -47,7 +48,10 @@ class Optimizer:
         lr = self.current_lr
         for i, layer in enumerate(layers):
             for key, w in layer.params.items():
-                g = layer.grads[key]
+                g = layer.grads.get(key)
+                if g is None:
+                    raise ValueError(f"{type(self).__name__}.step: layer {i} ({type(layer).__name__}) "
+                                     f"has no gradient for {key!r}; run backward before step")
                 if self.weight_decay and not self.decoupled:
                     g = g + self.weight_decay * w
                 self.update(w, g, self.state.setdefault(f"{i}.{key}", {}), lr)
@@ -147,17 +151,29 @@ class RMSProp(Optimizer):
 # --------------------------------------------------------------------------- schedules
 
 
-class StepDecay:
-    """``lr * gamma ** (epoch // step_size)``, as ``torch.optim.lr_scheduler.StepLR``."""
+class LRSchedule:
+    """Base class of the learning-rate schedules: ``schedule(epoch) -> lr``."""
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments plus the class name, for checkpoints."""
+        names = list(inspect.signature(type(self).__init__).parameters)[1:]
+        return {"schedule": type(self).__name__, **{name: getattr(self, name) for name in names}}
+
+
+class StepDecay(LRSchedule):
+    """``lr * gamma ** (epoch // step_size)``, as ``torch.optim.lr_scheduler.StepLR``.
+
+    Example:
+        >>> opt = portnn.SGD(portnn.StepDecay(0.1, step_size=10, gamma=0.5))
+    """
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
+        if step_size < 1:
+            raise ValueError(f"StepDecay: step_size must be >= 1, got {step_size}")
         self.lr, self.step_size, self.gamma = lr, step_size, gamma
 
     def __call__(self, epoch: int) -> float:
         return self.lr * self.gamma ** (epoch // self.step_size)
-
-    def config(self) -> dict[str, Any]:
-        return {"schedule": type(self).__name__, **vars(self)}
 
 
 class ExponentialDecay(StepDecay):
@@ -167,18 +183,21 @@ class ExponentialDecay(StepDecay):
         super().__init__(lr, 1, gamma)
 
 
-class CosineDecay:
-    """Cosine annealing from ``lr`` to ``min_lr`` over ``epochs``."""
+class CosineDecay(LRSchedule):
+    """Cosine annealing from ``lr`` to ``min_lr`` over ``epochs``, then ``min_lr``.
+
+    Matches ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=epochs, eta_min=min_lr)``
+    for ``epoch <= epochs`` (torch's closed form turns back up after that).
+    """
 
     def __init__(self, lr: float, epochs: int, min_lr: float = 0.0) -> None:
+        if epochs < 1:
+            raise ValueError(f"CosineDecay: epochs must be >= 1, got {epochs}")
         self.lr, self.epochs, self.min_lr = lr, epochs, min_lr
 
     def __call__(self, epoch: int) -> float:
         frac = min(epoch, self.epochs) / self.epochs
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * frac))
-
-    def config(self) -> dict[str, Any]:
-        return {"schedule": type(self).__name__, **vars(self)}
 
 
 _BY_NAME = {c.__name__.lower(): c for c in (SGD, Adam, AdamW, RMSProp)}
@@ -188,6 +207,9 @@ def get(optimizer: str | Optimizer) -> Optimizer:
     """An optimizer by name (``"sgd"``, ``"adam"``, ...) with defaults, or passed through."""
     if isinstance(optimizer, Optimizer):
         return optimizer
+    if not isinstance(optimizer, str):
+        raise TypeError(f"optimizer must be a name {sorted(_BY_NAME)} or an Optimizer, "
+                        f"got {type(optimizer).__name__}")
     if optimizer.lower() not in _BY_NAME:
         raise ValueError(f"unknown optimizer {optimizer!r}; valid names: {sorted(_BY_NAME)}")
     return _BY_NAME[optimizer.lower()]()
