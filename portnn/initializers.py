@@ -52,12 +52,23 @@ def zeros(shape: tuple[int, ...], fan_in: int = 0, fan_out: int = 0) -> np.ndarr
 
 
 _BY_NAME = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, zeros)}
+# PyTorch's names for the same distributions.
+_BY_NAME.update({"xavier_uniform": glorot_uniform, "xavier_normal": glorot_normal,
+                 "kaiming_uniform": he_uniform, "kaiming_normal": he_normal})
 
 
 def get(init: str | Initializer) -> Initializer:
-    """An initializer by name (``"he_normal"``, ...) or a callable passed through."""
+    """An initializer by name (``"he_normal"``, ``"xavier_uniform"``, ...) or a callable passed through.
+
+    Example:
+        >>> portnn.initializers.get("he_normal")((3, 2), 3, 2).shape
+        (3, 2)
+    """
     if callable(init):
         return init
-    if init not in _BY_NAME:
+    if not isinstance(init, str):
+        raise TypeError(f"init must be an initializer name {sorted(_BY_NAME)} or a callable "
+                        f"(shape, fan_in, fan_out) -> array, got {type(init).__name__}")
+    if init.lower() not in _BY_NAME:
         raise ValueError(f"unknown initializer {init!r}; valid names: {sorted(_BY_NAME)}")
-    return _BY_NAME[init]
+    return _BY_NAME[init.lower()]
