@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import zipfile
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from . import _checkpoint, losses, optimizers
 from . import layers as layers_module
-from . import losses, optimizers
-from .backends import Backend, get_backend, init_rng, use_backend
+from ._checkpoint import CheckpointError
+from .backends import Backend, get_backend, init_rng, to_numpy
 from .layers import Layer
 
 __all__ = ["CheckpointError", "History", "Sequential", "from_architecture"]
-
-FORMAT = "portnn-checkpoint"
-VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is truncated, foreign or inconsistent."""
 
 
 class History(dict):
@@ -143,8 +134,10 @@ class Sequential:
         be = self.backend
         xp = be.xp
         history = History()
+        # Schedules continue across fit calls and checkpoints: optimizer.epoch counts epochs done.
+        first = self.optimizer.epoch
         for epoch in range(epochs):
-            self.optimizer.epoch = epoch
+            self.optimizer.epoch = first + epoch
             order = be.asarray(init_rng().permutation(n)) if shuffle else None
             total = correct = None
             for start in range(0, n, batch_size):
@@ -158,6 +151,7 @@ class Sequential:
                 total = weighted if total is None else total + weighted
                 if hits is not None:
                     correct = hits if correct is None else correct + hits
+            self.optimizer.epoch = first + epoch + 1
             # The one read-back of the epoch.
             logs = {"loss": float(total) / n}
             if correct is not None:
@@ -220,111 +214,36 @@ class Sequential:
     # ------------------------------------------------------------------ checkpoints
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write parameters, optimizer state and architecture to one ``.npz`` (no pickle).
+        """Write parameters, buffers, optimizer state and architecture to one ``.npz``.
 
-        The live model is not moved. The file is written next to its target
-        and renamed into place, so a failed save leaves an earlier file intact.
+        The file is plain NumPy (``np.load(path, allow_pickle=False)`` reads
+        it; layout in :mod:`portnn._checkpoint`) and is written to ``path``
+        as given (no ``.npz`` is appended). The live model is not moved. The
+        file is written beside its target and renamed into place, so a failed
+        save leaves an earlier file intact.
+
+        Example:
+            >>> model.save("mnist.npz")
         """
-        meta = {
-            "format": FORMAT, "version": VERSION,
-            "layers": [{"class": type(layer).__name__, "config": layer.config()}
-                       for layer in self.layers],
-            "loss": None if self.loss is None else
-            {"class": type(self.loss).__name__, "config": self.loss.config()},
-            "optimizer": None if self.optimizer is None else
-            {"class": type(self.optimizer).__name__, "config": self.optimizer.config(),
-             "t": self.optimizer.t, "epoch": self.optimizer.epoch},
-        }
-        arrays = {"__portnn__": np.array(json.dumps(meta, default=_jsonable))}
-        for i, layer in enumerate(self.layers):
-            for kind, store in (("param", layer.params), ("buffer", layer.buffers)):
-                arrays.update({f"{kind}/{i}/{k}": _host(v) for k, v in store.items()})
-        if self.optimizer is not None:
-            for name, state in self.optimizer.state.items():
-                arrays.update({f"opt/{name}/{k}": _host(v) for k, v in state.items()})
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".portnn-", suffix=".npz", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        _checkpoint.save(self, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str | Backend | None = None,
              device: str | None = None) -> Sequential:
-        """Rebuild a saved model on the active backend, or on ``backend``/``device``.
+        """Rebuild a saved model and its optimizer state on the active backend or ``backend``/``device``.
+
+        A checkpoint saved on one backend loads on any other. Raises
+        ``FileNotFoundError`` for a missing file and :class:`CheckpointError`
+        (naming the path) for a truncated, foreign or inconsistent one.
 
         Example:
             >>> model = portnn.Sequential.load("mnist.npz", backend="numpy")
         """
-        target = get_backend(backend, device)
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-            meta = json.loads(str(data.pop("__portnn__")))
-        except FileNotFoundError:
-            raise
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path} is not a readable portnn checkpoint (truncated or "
-                                  f"foreign file): {type(exc).__name__}: {exc}") from None
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise CheckpointError(f"{path}: not a portnn checkpoint of version {VERSION}")
-        with use_backend("numpy"):
-            model = cls([_build(layers_module, entry, path) for entry in meta["layers"]])
-            if meta["loss"]:
-                model.loss = _build(losses, meta["loss"], path)
-            if meta["optimizer"]:
-                model.optimizer = _build(optimizers, meta["optimizer"], path)
-                model.optimizer.t, model.optimizer.epoch = meta["optimizer"]["t"], meta["optimizer"]["epoch"]
-        for name, value in data.items():
-            kind, _, rest = name.partition("/")
-            key, _, leaf = rest.rpartition("/")
-            try:
-                if kind in ("param", "buffer"):
-                    layer = model.layers[int(key)]
-                    store = layer.params if kind == "param" else layer.buffers
-                    if leaf not in store or store[leaf].shape != value.shape:
-                        raise KeyError(leaf)
-                    store[leaf] = value
-                elif kind == "opt" and model.optimizer is not None:
-                    model.optimizer.state.setdefault(key, {})[leaf] = value
-                else:
-                    raise KeyError(name)
-            except (KeyError, IndexError, ValueError):
-                raise CheckpointError(f"{path}: entry {name!r} does not fit the saved "
-                                      "architecture") from None
-        return model.to(target)
-
-
-def _build(module: Any, entry: dict[str, Any], path: Any) -> Any:
-    cls = getattr(module, entry["class"], None)
-    if not isinstance(cls, type):
-        raise CheckpointError(f"{path}: unknown class {entry['class']!r}")
-    config = dict(entry["config"])
-    if "init" in config:
-        config["init"] = "zeros"  # the saved weights replace it; draw nothing
-    if isinstance(config.get("lr"), dict):
-        schedule = dict(config["lr"])
-        config["lr"] = getattr(optimizers, schedule.pop("schedule"))(**schedule)
-    return cls(**config)
+        return _checkpoint.load(cls, path, backend, device)
 
 
 def _host(value: Any) -> np.ndarray:
-    from .backends import to_numpy
-
     return to_numpy(value)
-
-
-def _jsonable(value: Any) -> Any:
-    if callable(value):
-        return getattr(value, "__name__", repr(value))
-    raise TypeError(f"cannot save {value!r} in a checkpoint")
 
 
 def _is_float(a: Any) -> bool:

@@ -25,7 +25,9 @@ class Optimizer:
 
     ``weight_decay`` adds the L2 term ``weight_decay * w`` to every gradient
     (coupled, as in ``torch.optim.SGD``); ``AdamW`` overrides it with the
-    decoupled form.
+    decoupled form. ``t`` counts steps; ``epoch`` is the epoch a schedule sees,
+    set by :meth:`Sequential.fit`, which continues from it on the next ``fit``
+    (like a ``torch.optim.lr_scheduler``), so a loaded checkpoint resumes its schedule.
     """
 
     decoupled = False

@@ -219,3 +219,21 @@ def test_config_rebuilds_the_same_optimizer(make):
     for epoch in range(5):
         clone.epoch = optimizer.epoch = epoch
         assert clone.current_lr == optimizer.current_lr
+
+
+def test_schedule_continues_across_fit_calls():
+    """A second fit picks the schedule up where the first left it (as a torch lr_scheduler)."""
+    seen = []
+
+    class Recording(portnn.ExponentialDecay):
+        def __call__(self, epoch):
+            seen.append(epoch)
+            return super().__call__(epoch)
+
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    model = portnn.Sequential([portnn.Dense(3, 1)], loss="mse",
+                              optimizer=portnn.SGD(Recording(0.1, gamma=0.5)))
+    model.fit(x, x[:, :1], epochs=2, verbose=0)
+    assert model.optimizer.epoch == 2
+    model.fit(x, x[:, :1], epochs=2, verbose=0)
+    assert seen == [0, 1, 2, 3] and model.optimizer.epoch == 4

@@ -1,0 +1,186 @@
+"""Checkpoints: a whole model in one ``.npz`` that NumPy reads without pickle.
+
+The file is a plain NumPy ``.npz`` (a zip of ``.npy`` files) holding:
+
+``__portnn__``
+    a 0-d string array with JSON: ``{"format": "portnn-checkpoint", "version": 1,
+    "layers": [{"class": "Dense", "config": {...}}, ...], "loss": {...} | null,
+    "optimizer": {"class": "Adam", "config": {...}, "t": 120, "epoch": 3} | null}``.
+    A learning-rate schedule appears in the optimizer config as
+    ``"lr": {"schedule": "StepDecay", ...its arguments}``.
+``param/<layer index>/<name>``, ``buffer/<layer index>/<name>``
+    each layer's parameters and buffers (e.g. ``param/0/weight``), as host arrays
+    of their own dtype.
+``opt/<layer index>.<param name>/<state name>``
+    the optimizer state of one parameter (e.g. ``opt/0.weight/m``).
+
+Loading rebuilds each layer from its config (``init`` replaced by ``"zeros"``:
+the saved arrays overwrite it), checks that the arrays fit that architecture
+exactly, then moves everything to the target backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from typing import Any
+
+import numpy as np
+
+from . import layers as layers_module
+from . import losses, optimizers
+from .backends import Backend, get_backend, to_numpy, use_backend
+
+FORMAT = "portnn-checkpoint"
+VERSION = 1
+META = "__portnn__"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is truncated, foreign or does not fit its architecture."""
+
+
+def save(model: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``model`` to ``path`` atomically (see the module docstring for the layout)."""
+    optimizer = model.optimizer
+    meta = {
+        "format": FORMAT, "version": VERSION,
+        "layers": [_entry(layer) for layer in model.layers],
+        "loss": None if model.loss is None else _entry(model.loss),
+        "optimizer": None if optimizer is None else
+        {**_entry(optimizer), "t": optimizer.t, "epoch": optimizer.epoch},
+    }
+    arrays = {META: np.array(json.dumps(meta, default=_jsonable))}
+    for i, layer in enumerate(model.layers):
+        for kind, store in (("param", layer.params), ("buffer", layer.buffers)):
+            arrays.update({f"{kind}/{i}/{k}": to_numpy(v) for k, v in store.items()})
+    if optimizer is not None:
+        for name, state in optimizer.state.items():
+            arrays.update({f"opt/{name}/{k}": to_numpy(v) for k, v in state.items()})
+    path = os.fspath(path)
+    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
+    # Written beside the target and renamed over it: a failed save leaves the old file as it was.
+    fd, tmp = tempfile.mkstemp(prefix=".portnn-", suffix=".npz.tmp",
+                               dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load(cls: type, path: str | os.PathLike[str], backend: str | Backend | None = None,
+         device: str | None = None) -> Any:
+    """Rebuild a model saved by :func:`save` on ``backend``/``device`` (default: the active one)."""
+    target = get_backend(backend, device)
+    data, meta = _read(path)
+    try:
+        with use_backend("numpy"):
+            model = cls([_build(layers_module, entry, path) for entry in meta["layers"]])
+            if meta["loss"]:
+                model.loss = _build(losses, meta["loss"], path)
+            if meta["optimizer"]:
+                model.optimizer = _build(optimizers, meta["optimizer"], path)
+                model.optimizer.t = int(meta["optimizer"]["t"])
+                model.optimizer.epoch = int(meta["optimizer"]["epoch"])
+    except CheckpointError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: cannot rebuild the saved architecture: "
+                              f"{type(exc).__name__}: {exc}") from None
+    expected = {f"{kind}/{i}/{k}": store[k] for i, layer in enumerate(model.layers)
+                for kind, store in (("param", layer.params), ("buffer", layer.buffers))
+                for k in store}
+    for name, value in data.items():
+        if name in expected:
+            _check_fits(path, name, value, expected.pop(name))
+            kind, i, key = name.split("/")
+            layer = model.layers[int(i)]
+            (layer.params if kind == "param" else layer.buffers)[key] = value
+        elif name.startswith("opt/") and model.optimizer is not None:
+            owner, _, leaf = name[len("opt/"):].rpartition("/")
+            i, _, key = owner.partition(".")
+            params = model.layers[int(i)].params if i.isdigit() and int(i) < len(model.layers) else {}
+            if key not in params:
+                raise CheckpointError(f"{path}: optimizer state {name!r} belongs to no parameter "
+                                      "of the saved architecture")
+            _check_fits(path, name, value, params[key])
+            model.optimizer.state.setdefault(owner, {})[leaf] = value
+        else:
+            raise CheckpointError(f"{path}: entry {name!r} does not fit the saved architecture")
+    if expected:
+        raise CheckpointError(f"{path}: the saved architecture needs {sorted(expected)}, which the "
+                              "file lacks")
+    return model.to(target)
+
+
+def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and the parsed metadata; ``CheckpointError`` for anything but a portnn file."""
+    with open(path, "rb") as f:  # FileNotFoundError for a missing file, as open() gives
+        is_zip = zipfile.is_zipfile(f)
+    if not is_zip:
+        raise CheckpointError(f"{path} is not a portnn checkpoint: not a .npz (zip) file, or a "
+                              "truncated one")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path} is not a readable portnn checkpoint (truncated or "
+                              f"corrupt): {type(exc).__name__}: {exc}") from None
+    if META not in data:
+        raise CheckpointError(f"{path} is a .npz file but not a portnn checkpoint (no {META!r} "
+                              f"entry; it holds {sorted(data)[:5]})")
+    try:
+        meta = json.loads(str(data.pop(META)))
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: unreadable {META!r} metadata: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a portnn checkpoint")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path}: portnn checkpoint version {meta.get('version')!r}; this "
+                              f"portnn reads version {VERSION}")
+    return data, meta
+
+
+def _check_fits(path: Any, name: str, value: np.ndarray, like: Any) -> None:
+    if tuple(value.shape) != tuple(like.shape):
+        raise CheckpointError(f"{path}: {name!r} has shape {tuple(value.shape)} but the saved "
+                              f"architecture needs {tuple(like.shape)}")
+
+
+def _entry(obj: Any) -> dict[str, Any]:
+    return {"class": type(obj).__name__, "config": obj.config()}
+
+
+def _build(module: Any, entry: dict[str, Any], path: Any) -> Any:
+    cls = getattr(module, entry["class"], None)
+    if not isinstance(cls, type):
+        raise CheckpointError(f"{path}: unknown class {entry['class']!r} in {module.__name__}")
+    config = dict(entry["config"])
+    if "init" in config:
+        config["init"] = "zeros"  # the saved weights replace it; draw nothing
+    if isinstance(config.get("lr"), dict):
+        schedule = dict(config["lr"])
+        config["lr"] = getattr(optimizers, schedule.pop("schedule"))(**schedule)
+    return cls(**config)
+
+
+def _jsonable(value: Any) -> Any:
+    if callable(value):  # a custom initializer: only its name is kept (the weights are saved)
+        return getattr(value, "__name__", repr(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"cannot save {value!r} ({type(value).__name__}) in a checkpoint's JSON")
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
