@@ -17,7 +17,22 @@ from .backends import (
     use_backend,
 )
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
-from .layers import Dense, Layer, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .layers import (
+    AvgPool2D,
+    BatchNorm,
+    Conv2D,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    MaxPool2D,
+    ReLU,
+    Reshape,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, Loss
 from .network import CheckpointError, History, Sequential, from_architecture
 from .optimizers import SGD, Adam, AdamW, CosineDecay, ExponentialDecay, Optimizer, RMSProp, StepDecay
@@ -25,6 +40,7 @@ from .optimizers import SGD, Adam, AdamW, CosineDecay, ExponentialDecay, Optimiz
 __version__ = "0.1.0"
 
 __all__ = [
+    "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Flatten", "MaxPool2D", "Reshape",
     "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError", "BinaryCrossEntropy",
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "Optimizer",

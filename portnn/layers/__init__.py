@@ -2,6 +2,12 @@
 
 from ._base import Layer
 from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
+from .conv import Conv2D
 from .dense import Dense
+from .dropout import Dropout
+from .normalization import BatchNorm
+from .pooling import AvgPool2D, MaxPool2D
+from .shape import Flatten, Reshape
 
-__all__ = ["Dense", "Layer", "LeakyReLU", "ReLU", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Flatten", "Layer", "LeakyReLU",
+           "MaxPool2D", "ReLU", "Reshape", "Sigmoid", "Softmax", "Tanh"]

@@ -1,0 +1,201 @@
+"""Training throughput of a small CNN: portnn on NumPy vs hand-written NumPy vs PyTorch CPU.
+
+The net: conv(1->16, 3x3, pad 1) - ReLU - maxpool 2 - conv(16->32, 3x3, pad 1) - ReLU -
+maxpool 2 - flatten - dense(1568->10), softmax cross-entropy, plain SGD, float32,
+batch 64 of synthetic 28x28 images. One step is forward + backward + SGD update.
+
+    python benchmarks/bench_cnn.py            # about 30 s
+    python benchmarks/bench_cnn.py --quick    # a few steps each (CI smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import portnn
+
+LR = 0.01
+
+
+def portnn_step(batch: int, backend: str = "numpy") -> Callable[[np.ndarray, np.ndarray], None]:
+    """One portnn training step on ``backend``."""
+    portnn.seed(0)
+    with portnn.use_backend(backend) as be:
+        model = portnn.Sequential([
+            portnn.Conv2D(1, 16, 3, padding=1), portnn.ReLU(), portnn.MaxPool2D(2),
+            portnn.Conv2D(16, 32, 3, padding=1), portnn.ReLU(), portnn.MaxPool2D(2),
+            portnn.Flatten(), portnn.Dense(32 * 7 * 7, 10),
+        ], loss=portnn.CrossEntropy(), optimizer=portnn.SGD(LR))
+
+    def step(x: np.ndarray, y: np.ndarray) -> None:
+        model.train_step(x, y)
+
+    return step if be.name == "numpy" else lambda x, y: step(be.asarray(x), be.asarray(y))
+
+
+# --------------------------------------------------------------------------- hand-written NumPy
+
+
+def _im2col(x: np.ndarray, k: int) -> np.ndarray:
+    """(N, C, H, W) padded input -> (N*oh*ow, C*k*k) patches, for a stride-1 convolution."""
+    n, c, h, w = x.shape
+    win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))  # N C oh ow k k
+    return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * (h - k + 1) * (w - k + 1), c * k * k)
+
+
+def _col2im(cols: np.ndarray, shape: tuple[int, ...], k: int) -> np.ndarray:
+    n, c, h, w = shape
+    oh, ow = h - k + 1, w - k + 1
+    cols = cols.reshape(n, oh, ow, c, k, k)
+    dx = np.zeros(shape, cols.dtype)
+    for i in range(k):
+        for j in range(k):
+            dx[:, :, i:i + oh, j:j + ow] += cols[:, :, :, :, i, j].transpose(0, 3, 1, 2)
+    return dx
+
+
+class NumpyCNN:
+    """The same net written directly in NumPy: im2col + one GEMM per convolution."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        he = lambda *s: (rng.uniform(-1, 1, s) * np.sqrt(6 / np.prod(s[1:]))).astype(np.float32)  # noqa: E731
+        self.p = {"w1": he(16, 1, 3, 3), "b1": np.zeros(16, np.float32),
+                  "w2": he(32, 16, 3, 3), "b2": np.zeros(32, np.float32),
+                  "w3": he(10, 1568).T.copy(), "b3": np.zeros(10, np.float32)}
+
+    def _conv(self, x, w, b):
+        n, _, h, wd = x.shape
+        xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+        cols = _im2col(xp, 3)
+        y = cols @ w.reshape(w.shape[0], -1).T + b
+        return y.reshape(n, h, wd, -1).transpose(0, 3, 1, 2), (cols, xp.shape)
+
+    def _conv_back(self, dy, w, cache):
+        cols, shape = cache
+        d2 = dy.transpose(0, 2, 3, 1).reshape(-1, w.shape[0])
+        dw = (d2.T @ cols).reshape(w.shape)
+        dx = _col2im(d2 @ w.reshape(w.shape[0], -1), shape, 3)
+        return dx[:, :, 1:-1, 1:-1], dw, d2.sum(0)
+
+    @staticmethod
+    def _pool(x):
+        n, c, h, w = x.shape
+        t = x.reshape(n, c, h // 2, 2, w // 2, 2)
+        y = t.max(axis=(3, 5))
+        mask = t == y[:, :, :, None, :, None]
+        return y, mask
+
+    @staticmethod
+    def _pool_back(dy, mask):
+        n, c, h, _, w, _ = mask.shape
+        return (mask * dy[:, :, :, None, :, None]).reshape(n, c, 2 * h, 2 * w)
+
+    def step(self, x: np.ndarray, labels: np.ndarray) -> None:
+        p = self.p
+        a1, c1 = self._conv(x, p["w1"], p["b1"])
+        r1 = np.maximum(a1, 0)
+        p1, m1 = self._pool(r1)
+        a2, c2 = self._conv(p1, p["w2"], p["b2"])
+        r2 = np.maximum(a2, 0)
+        p2, m2 = self._pool(r2)
+        f = p2.reshape(len(x), -1)
+        logits = f @ p["w3"] + p["b3"]
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        dlogits = e / e.sum(1, keepdims=True)
+        dlogits[np.arange(len(x)), labels] -= 1
+        dlogits /= len(x)
+        g = {"w3": f.T @ dlogits, "b3": dlogits.sum(0)}
+        df = (dlogits @ p["w3"].T).reshape(p2.shape)
+        dr2 = self._pool_back(df, m2) * (a2 > 0)
+        dp1, g["w2"], g["b2"] = self._conv_back(dr2, p["w2"], c2)
+        dr1 = self._pool_back(dp1, m1) * (a1 > 0)
+        _, g["w1"], g["b1"] = self._conv_back(dr1, p["w1"], c1)
+        for k, v in g.items():
+            p[k] -= LR * v
+
+
+def numpy_step(batch: int) -> Callable[[np.ndarray, np.ndarray], None]:
+    return NumpyCNN().step
+
+
+# --------------------------------------------------------------------------- PyTorch
+
+
+def torch_step(batch: int) -> Callable[[np.ndarray, np.ndarray], None]:
+    import torch
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(1568, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+
+    def step(x: np.ndarray, y: np.ndarray) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(x)), torch.from_numpy(y))
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def throughput(step: Callable[[np.ndarray, np.ndarray], None], data: tuple[np.ndarray, np.ndarray],
+               batch: int, seconds: float, min_steps: int, warmup: int = 3) -> float:
+    """Images per second over repeated training steps (after ``warmup`` untimed ones)."""
+    x, y = data
+    batches = len(x) // batch
+    for i in range(warmup):
+        step(x[i % batches * batch:][:batch], y[i % batches * batch:][:batch])
+    steps, start = 0, time.perf_counter()
+    while steps < min_steps or time.perf_counter() - start < seconds:
+        i = steps % batches
+        step(x[i * batch:(i + 1) * batch], y[i * batch:(i + 1) * batch])
+        steps += 1
+    return steps * batch / (time.perf_counter() - start)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few steps each (smoke test)")
+    parser.add_argument("--seconds", type=float, default=8.0, help="timed seconds per framework")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--backend", default="numpy", help="portnn backend (default numpy)")
+    args = parser.parse_args(argv)
+    seconds, min_steps, warmup = (0.0, 2, 1) if args.quick else (args.seconds, 10, 3)
+    rng = np.random.default_rng(0)
+    data = (rng.standard_normal((8 * args.batch_size, 1, 28, 28)).astype(np.float32),
+            rng.integers(0, 10, 8 * args.batch_size))
+    makers = {f"portnn-{args.backend}": lambda b: portnn_step(b, args.backend),
+              "numpy-handwritten": numpy_step}
+    try:
+        import torch
+
+        makers["torch-cpu"] = torch_step
+        torch_threads = torch.get_num_threads()
+    except ImportError:
+        torch_threads = None
+    print(f"CNN training throughput, batch {args.batch_size}, float32"
+          + (f", torch threads {torch_threads}" if torch_threads else ""))
+    results = {}
+    for name, make in makers.items():
+        results[name] = throughput(make(args.batch_size), data, args.batch_size, seconds,
+                                   min_steps, warmup)
+        print(f"  {name:20s} {results[name]:9.0f} images/s")
+    ours = results[f"portnn-{args.backend}"]
+    for name, value in results.items():
+        if not name.startswith("portnn"):
+            print(f"  portnn / {name:11s} {ours / value:6.2f}x")
+    return results
+
+
+if __name__ == "__main__":
+    main()

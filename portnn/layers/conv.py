@@ -1,0 +1,131 @@
+"""2-D convolution by im2col: one strided slice per kernel offset, then one matmul.
+
+The helpers here (argument pairs, output sizes, the kernel-offset windows and
+their scatter-add inverse) are shared with the pooling layers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import array_api_extra as xpx
+from array_api_compat import device as device_of
+
+from .. import initializers
+from ..backends import array_namespace
+from ._base import Layer
+
+Pair = int | tuple[int, int]
+
+
+def pair(value: Pair, layer: str, name: str, minimum: int = 1) -> tuple[int, int]:
+    """``value`` as an ``(h, w)`` pair of ints >= ``minimum`` (a ValueError naming the argument)."""
+    hw = (value, value) if isinstance(value, int) else tuple(value)
+    if len(hw) != 2 or not all(isinstance(v, int) and v >= minimum for v in hw):
+        raise ValueError(f"{layer}: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
+    return hw
+
+
+def check_nchw(layer: str, x: Any, channels: int | None = None) -> None:
+    """A ValueError naming ``layer`` unless ``x`` is ``(batch, channels, height, width)``."""
+    if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
+        want = "channels" if channels is None else channels
+        raise ValueError(f"{layer} expects input of shape (batch, {want}, height, width), "
+                         f"got {tuple(x.shape)}")
+
+
+def out_size(layer: str, hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+             padding: tuple[int, int] = (0, 0)) -> tuple[int, int]:
+    """The output height and width, or a ValueError naming ``layer`` when one is < 1."""
+    size = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in zip(hw, kernel, stride, padding, strict=True))
+    if min(size) < 1:
+        raise ValueError(f"{layer}: input of height x width {hw[0]}x{hw[1]} (padding {padding}) is "
+                         f"smaller than the kernel {kernel}; the output would be {size[0]}x{size[1]}")
+    return size
+
+
+def windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
+            out: tuple[int, int]) -> list[Any]:
+    """One strided view ``(N, C, oh, ow)`` per kernel offset, row-major over the kernel."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out
+    return [x[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+            for i in range(kh) for j in range(kw)]
+
+
+def scatter_windows(parts: list[Any], shape: tuple[int, ...], kernel: tuple[int, int],
+                    stride: tuple[int, int]) -> Any:
+    """The adjoint of :func:`windows`: add each offset's ``(N, C, oh, ow)`` part back in place."""
+    xp = array_namespace(parts[0])
+    (sh, sw), kw = stride, kernel[1]
+    oh, ow = parts[0].shape[2:]
+    dx = xp.zeros(shape, dtype=parts[0].dtype, device=device_of(parts[0]))
+    for k, part in enumerate(parts):
+        i, j = divmod(k, kw)
+        dx = xpx.at(dx)[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw].add(part)
+    return dx
+
+
+def unpad(x: Any, padding: tuple[int, int]) -> Any:
+    """Strip ``padding`` rows and columns from both sides of an NCHW array."""
+    ph, pw = padding
+    return x[:, :, ph:x.shape[2] - ph, pw:x.shape[3] - pw]
+
+
+class Conv2D(Layer):
+    """2-D convolution over NCHW inputs; ``weight`` is ``(out_channels, in_channels, kh, kw)``.
+
+    Example:
+        >>> conv = portnn.Conv2D(1, 8, kernel_size=3, padding=1)
+        >>> conv.forward(np.ones((2, 1, 28, 28), np.float32)).shape
+        (2, 8, 28, 28)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Pair, stride: Pair = 1,
+                 padding: Pair = 0, bias: bool = True,
+                 init: str | initializers.Initializer = "he_uniform", dtype: str = "float32") -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.bias = in_channels, out_channels, bias
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.init, self.dtype = init, dtype
+        self.name = f"Conv2D({in_channels}, {out_channels})"
+        self._k = pair(kernel_size, self.name, "kernel_size")
+        self._s = pair(stride, self.name, "stride")
+        self._p = pair(padding, self.name, "padding", minimum=0)
+        area = self._k[0] * self._k[1]
+        shape = (out_channels, in_channels, *self._k)
+        self.add_param("weight", initializers.get(init)(shape, in_channels * area, out_channels * area))
+        if bias:
+            self.add_param("bias", initializers.zeros((out_channels,)))
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        check_nchw(self.name, x, self.in_channels)
+        xp = array_namespace(x)
+        n, _, h, w = x.shape
+        self._out = oh, ow = out_size(self.name, (h, w), self._k, self._s, self._p)
+        # Channels first, batch second: the patches then form one (C*kh*kw, N*oh*ow) matrix and
+        # the whole batch is a single GEMM; padding copies the transposed input once anyway.
+        x = xp.permute_dims(x, (1, 0, 2, 3))
+        ph, pw = self._p
+        if ph or pw:
+            x = xpx.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), xp=xp)
+        self._padded = tuple(x.shape)
+        # cols[(c, i, j), (n, y, x)] = x[n, c, y*sh + i, x*sw + j]: rows in weight's C-order.
+        self.cols = xp.reshape(xp.stack(windows(x, self._k, self._s, self._out), axis=1),
+                               (-1, n * oh * ow))
+        y = xp.reshape(self.params["weight"], (self.out_channels, -1)) @ self.cols
+        if self.bias:
+            y = y + self.params["bias"][:, None]
+        return xp.permute_dims(xp.reshape(y, (self.out_channels, n, oh, ow)), (1, 0, 2, 3))
+
+    def backward(self, dy: Any) -> Any:
+        xp = array_namespace(dy)
+        c, n = self._padded[:2]
+        weight = xp.reshape(self.params["weight"], (self.out_channels, -1))
+        dy = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_channels, -1))
+        self.grads["weight"] = xp.reshape(dy @ self.cols.T, tuple(self.params["weight"].shape))
+        if self.bias:
+            self.grads["bias"] = xp.sum(dy, axis=1)
+        dcols = xp.reshape(weight.T @ dy, (c, self._k[0] * self._k[1], n, *self._out))
+        dx = scatter_windows([dcols[:, k] for k in range(dcols.shape[1])], self._padded,
+                             self._k, self._s)
+        return xp.permute_dims(unpad(dx, self._p), (1, 0, 2, 3))

@@ -1,0 +1,74 @@
+"""Batch normalisation over the channel axis of (N, C) or (N, C, H, W) inputs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backends import array_namespace
+from ._base import Layer
+
+
+class BatchNorm(Layer):
+    """Normalise each channel by its batch statistics, then scale by ``weight`` and shift by ``bias``.
+
+    As ``torch.nn.BatchNorm1d/2d``: the biased batch variance normalises, the
+    unbiased one feeds ``running_var``; ``training=False`` uses the running
+    estimates (buffers ``running_mean``, ``running_var``).
+
+    Example:
+        >>> bn = portnn.BatchNorm(16)
+        >>> bn.forward(np.ones((8, 16, 7, 7), np.float32), training=True).shape
+        (8, 16, 7, 7)
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
+                 dtype: str = "float32") -> None:
+        super().__init__()
+        self.num_features, self.momentum, self.eps, self.dtype = num_features, momentum, eps, dtype
+        self.add_param("weight", np.ones(num_features, np.float32))
+        self.add_param("bias", np.zeros(num_features, np.float32))
+        self.add_param("running_mean", np.zeros(num_features, np.float32), buffer=True)
+        self.add_param("running_var", np.ones(num_features, np.float32), buffer=True)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        xp = array_namespace(x)
+        if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm({self.num_features}) expects input of shape (batch, "
+                             f"{self.num_features}) or (batch, {self.num_features}, height, width), "
+                             f"got {tuple(x.shape)}")
+        self._axes = (0,) if x.ndim == 2 else (0, 2, 3)
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        count = x.shape[0] * (1 if x.ndim == 2 else x.shape[2] * x.shape[3])
+        self._training = training
+        if training:
+            if count < 2:
+                raise ValueError(f"BatchNorm({self.num_features}): training needs more than one "
+                                 f"value per channel, got input of shape {tuple(x.shape)}")
+            mean = xp.mean(x, axis=self._axes, keepdims=True)
+            centered = x - mean
+            var = xp.mean(centered * centered, axis=self._axes, keepdims=True)
+            m = self.momentum
+            self.buffers["running_mean"] = ((1 - m) * self.buffers["running_mean"]
+                                            + m * xp.reshape(mean, (-1,)))
+            self.buffers["running_var"] = ((1 - m) * self.buffers["running_var"]
+                                           + (m * count / (count - 1)) * xp.reshape(var, (-1,)))
+        else:
+            centered = x - xp.reshape(self.buffers["running_mean"], shape)
+            var = xp.reshape(self.buffers["running_var"], shape)
+        self._inv_std = 1.0 / xp.sqrt(var + self.eps)
+        self._xhat = centered * self._inv_std
+        return self._xhat * xp.reshape(self.params["weight"], shape) + xp.reshape(self.params["bias"], shape)
+
+    def backward(self, dy: Any) -> Any:
+        xp = array_namespace(dy)
+        axes, xhat = self._axes, self._xhat
+        self.grads["weight"] = xp.sum(dy * xhat, axis=axes)
+        self.grads["bias"] = xp.sum(dy, axis=axes)
+        dxhat = dy * xp.reshape(self.params["weight"], self._inv_std.shape)
+        if not self._training:
+            return dxhat * self._inv_std
+        # d/dx of (x - mean) / std with mean and std taken over the same batch.
+        return self._inv_std * (dxhat - xp.mean(dxhat, axis=axes, keepdims=True)
+                                - xhat * xp.mean(dxhat * xhat, axis=axes, keepdims=True))

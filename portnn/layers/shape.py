@@ -1,0 +1,51 @@
+"""Layers that only change an array's shape: Flatten and Reshape."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..backends import array_namespace
+from ._base import Layer
+
+
+class Flatten(Layer):
+    """``(batch, d1, d2, ...)`` to ``(batch, d1 * d2 * ...)``.
+
+    Example:
+        >>> portnn.Flatten().forward(np.ones((4, 32, 7, 7), np.float32)).shape
+        (4, 1568)
+    """
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        if x.ndim < 1:
+            raise ValueError(f"Flatten expects an input with a batch axis, got shape {tuple(x.shape)}")
+        self._shape = tuple(x.shape)
+        return array_namespace(x).reshape(x, (x.shape[0], -1))
+
+    def backward(self, dy: Any) -> Any:
+        return array_namespace(dy).reshape(dy, self._shape)
+
+
+class Reshape(Layer):
+    """Reshape each sample to ``shape`` (the batch axis is kept), e.g. ``(784,)`` to ``(1, 28, 28)``.
+
+    Example:
+        >>> portnn.Reshape((1, 28, 28)).forward(np.ones((4, 784), np.float32)).shape
+        (4, 1, 28, 28)
+    """
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        size = math.prod(x.shape[1:])
+        if x.ndim < 1 or (-1 not in self.shape and size != math.prod(self.shape)):
+            raise ValueError(f"Reshape({self.shape}) cannot reshape samples of shape "
+                             f"{tuple(x.shape[1:])} ({size} values) to {self.shape}")
+        self._shape = tuple(x.shape)
+        return array_namespace(x).reshape(x, (x.shape[0], *self.shape))
+
+    def backward(self, dy: Any) -> Any:
+        return array_namespace(dy).reshape(dy, self._shape)
