@@ -62,6 +62,7 @@ class Optimizer:
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
+        """Constructor arguments for checkpoints (a schedule without ``config()`` saves its current lr)."""
         keep = {k: v for k, v in vars(self).items() if k not in ("state", "epoch", "t")}
         if callable(self.lr):
             keep["lr"] = self.lr.config() if hasattr(self.lr, "config") else self.current_lr
