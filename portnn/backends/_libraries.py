@@ -56,6 +56,7 @@ class Library:
         return str(device)
 
     def from_numpy(self, array: np.ndarray, device: Any) -> Any:
+        """A copy of a host array on ``device`` (never a view: training mutates parameters in place)."""
         raise NotImplementedError
 
     def to_numpy(self, array: Any) -> np.ndarray:
@@ -76,7 +77,7 @@ class NumPy(Library):
         return "cpu"
 
     def from_numpy(self, array: np.ndarray, device: Any) -> Any:
-        return np.asarray(array)
+        return np.array(array, copy=True)
 
     def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
         return gen.random(shape, dtype=np.float32)
@@ -169,7 +170,7 @@ class Torch(Library):
     def from_numpy(self, array: np.ndarray, device: Any) -> Any:
         import torch
 
-        return torch.as_tensor(np.ascontiguousarray(array), device=device)
+        return torch.tensor(array, device=device)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         if array.device.type == "meta":
@@ -218,7 +219,7 @@ class ArrayAPIStrict(Library):
     def from_numpy(self, array: np.ndarray, device: Any) -> Any:
         import array_api_strict
 
-        return array_api_strict.asarray(array, device=device)
+        return array_api_strict.asarray(array, device=device, copy=True)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         import array_api_strict
