@@ -126,6 +126,6 @@ class Conv2D(Layer):
         if self.bias:
             self.grads["bias"] = xp.sum(dy, axis=1)
         dcols = xp.reshape(weight.T @ dy, (c, self._k[0] * self._k[1], n, *self._out))
-        dx = scatter_windows([dcols[:, k] for k in range(dcols.shape[1])], self._padded,
+        dx = scatter_windows([dcols[:, k, ...] for k in range(dcols.shape[1])], self._padded,
                              self._k, self._s)
         return xp.permute_dims(unpad(dx, self._p), (1, 0, 2, 3))
