@@ -141,10 +141,11 @@ class Sequential:
             order = be.asarray(init_rng().permutation(n)) if shuffle else None
             total = correct = None
             for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)  # the Array API leaves slicing past the end undefined
                 if order is None:
-                    xb, yb = x[start:start + batch_size, ...], y[start:start + batch_size, ...]
+                    xb, yb = x[start:stop, ...], y[start:stop, ...]
                 else:
-                    idx = order[start:start + batch_size]
+                    idx = order[start:stop]
                     xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
                 loss, hits = self.train_step(xb, yb)
                 weighted = loss * xb.shape[0]
@@ -174,7 +175,8 @@ class Sequential:
         x = self._to_device(x)
         if batch_size is None:
             return self.forward(x)
-        outs = [self.forward(x[s:s + batch_size, ...]) for s in range(0, x.shape[0], batch_size)]
+        n = x.shape[0]
+        outs = [self.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
         return self.backend.xp.concat(outs, axis=0)
 
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
@@ -188,7 +190,7 @@ class Sequential:
         step = n if batch_size is None else batch_size
         total, correct = 0.0, None
         for s in range(0, n, step):
-            xb, yb = x[s:s + step, ...], y[s:s + step, ...]
+            xb, yb = x[s:min(s + step, n), ...], y[s:min(s + step, n), ...]
             out = self.forward(xb)
             total = total + self.loss(out, yb) * xb.shape[0]
             hits = self.loss.correct(out, yb)

@@ -110,3 +110,20 @@ def test_loss_names():
     assert isinstance(portnn.losses.get("CrossEntropy"), portnn.CrossEntropy)
     with pytest.raises(ValueError, match="unknown loss 'hinge'.*valid names"):
         portnn.losses.get("hinge")
+
+
+def test_crossentropy_onehot_with_wrong_class_count(backend):
+    message = r"CrossEntropy: y_pred has shape \(2, 3\) but y_true has shape \(2, 4\)"
+    with pytest.raises(ValueError, match=message):
+        portnn.CrossEntropy()(backend.asarray(np.zeros((2, 3), np.float32)),
+                              backend.asarray(np.eye(4, dtype=np.float32)[:2]))
+
+
+def test_crossentropy_onehot_is_stable_for_huge_logits(backend, torch):
+    logits = np.array([[1e4, 0.0, -1e4], [0.0, 5e3, 0.0]], np.float32)
+    onehot = np.eye(3, dtype=np.float32)[[2, 0]]
+    loss = portnn.CrossEntropy()
+    value = loss(backend.asarray(logits), backend.asarray(onehot))
+    ref = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.tensor(onehot))
+    assert_close(value, ref.item(), rtol=1e-5)
+    assert np.all(np.isfinite(portnn.to_numpy(loss.backward())))

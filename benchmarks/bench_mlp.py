@@ -1,0 +1,240 @@
+"""Training throughput of an MLP, and per-step overhead of a tiny net: portnn vs NumPy vs PyTorch.
+
+1. MLP 784-256-128-10 (ReLU), softmax cross-entropy, SGD momentum 0.9, batch 128, float32,
+   synthetic data: samples/s of ``Sequential.fit`` (shuffled epochs) on the numpy backend,
+   the same math written directly in NumPy, and PyTorch CPU.
+2. The classic XOR net Dense(2,3)-Tanh-Dense(3,1)-Tanh, MSE, SGD lr 0.1, batch 1: the cost
+   of one training step, where the framework's own Python overhead is all there is.
+
+    python benchmarks/bench_mlp.py            # about 40 s
+    python benchmarks/bench_mlp.py --quick    # a few steps each (CI smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+import portnn
+
+LR, MOMENTUM, SIZES = 0.01, 0.9, (784, 256, 128, 10)
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+XOR_Y = np.array([[0], [1], [1], [0]], np.float32)
+
+Epoch = Callable[[], None]  # one shuffled pass over the data set
+
+
+# --------------------------------------------------------------------------- MLP
+
+
+def portnn_mlp(x: np.ndarray, y: np.ndarray, batch: int) -> Epoch:
+    portnn.seed(0)
+    with portnn.use_backend("numpy"):
+        model = portnn.Sequential([
+            portnn.Dense(784, 256), portnn.ReLU(), portnn.Dense(256, 128), portnn.ReLU(),
+            portnn.Dense(128, 10)], loss=portnn.CrossEntropy(), optimizer=portnn.SGD(LR, MOMENTUM))
+    return lambda: model.fit(x, y, epochs=1, batch_size=batch, verbose=0)
+
+
+def _glorot(rng: np.random.Generator, n_in: int, n_out: int) -> np.ndarray:
+    limit = np.sqrt(6 / (n_in + n_out))
+    return rng.uniform(-limit, limit, (n_in, n_out)).astype(np.float32)
+
+
+def numpy_mlp(x: np.ndarray, y: np.ndarray, batch: int) -> Epoch:
+    """The same network, loss and optimizer written directly in NumPy."""
+    rng = np.random.default_rng(0)
+    p = {}
+    for i, (n_in, n_out) in enumerate(zip(SIZES, SIZES[1:], strict=False)):
+        p[f"w{i}"], p[f"b{i}"] = _glorot(rng, n_in, n_out), np.zeros(n_out, np.float32)
+    velocity = {k: np.zeros_like(v) for k, v in p.items()}
+
+    def step(xb: np.ndarray, yb: np.ndarray) -> float:
+        h0 = xb @ p["w0"] + p["b0"]
+        a0 = np.maximum(h0, 0)
+        h1 = a0 @ p["w1"] + p["b1"]
+        a1 = np.maximum(h1, 0)
+        logits = a1 @ p["w2"] + p["b2"]
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(shifted)
+        s = e.sum(axis=1, keepdims=True)
+        n = len(xb)
+        loss = -(shifted[np.arange(n), yb] - np.log(s[:, 0])).mean()
+        d = e / s
+        d[np.arange(n), yb] -= 1
+        d /= n
+        g = {"w2": a1.T @ d, "b2": d.sum(0)}
+        d = (d @ p["w2"].T) * (h1 > 0)
+        g["w1"], g["b1"] = a0.T @ d, d.sum(0)
+        d = (d @ p["w1"].T) * (h0 > 0)
+        g["w0"], g["b0"] = xb.T @ d, d.sum(0)
+        for k, grad in g.items():
+            v = velocity[k]
+            v *= MOMENTUM
+            v += grad
+            p[k] -= LR * v
+        return loss
+
+    def epoch() -> None:
+        order = rng.permutation(len(x))
+        total = 0.0
+        for start in range(0, len(x), batch):
+            idx = order[start:start + batch]
+            total += step(x[idx], y[idx]) * len(idx)
+        float(total)
+
+    return epoch
+
+
+def torch_mlp(x: np.ndarray, y: np.ndarray, batch: int) -> Epoch:
+    import torch
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
+                          nn.Linear(128, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+
+    def epoch() -> None:
+        order = torch.randperm(len(tx))
+        total = torch.zeros(())
+        for start in range(0, len(tx), batch):
+            idx = order[start:start + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(tx[idx]), ty[idx])
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        float(total)
+
+    return epoch
+
+
+# --------------------------------------------------------------------------- XOR, batch 1
+
+
+def portnn_xor(epochs: int) -> Epoch:
+    portnn.seed(0)
+    with portnn.use_backend("numpy"):
+        model = portnn.Sequential([portnn.Dense(2, 3), portnn.Tanh(), portnn.Dense(3, 1), portnn.Tanh()],
+                                  loss=portnn.MSE(), optimizer=portnn.SGD(0.1))
+    return lambda: model.fit(XOR_X, XOR_Y, epochs=epochs, batch_size=1, verbose=0)
+
+
+def numpy_xor(epochs: int) -> Epoch:
+    """The classic from-scratch loop: per-sample forward, backward and SGD in NumPy."""
+    rng = np.random.default_rng(0)
+    w1, b1 = _glorot(rng, 2, 3), np.zeros(3, np.float32)
+    w2, b2 = _glorot(rng, 3, 1), np.zeros(1, np.float32)
+
+    def run() -> None:
+        nonlocal w1, b1, w2, b2  # updated in place; the names are only rebound by -=
+        for _ in range(epochs):
+            total = 0.0
+            for i in rng.permutation(4):
+                xb, yb = XOR_X[i:i + 1], XOR_Y[i:i + 1]
+                a1 = np.tanh(xb @ w1 + b1)
+                a2 = np.tanh(a1 @ w2 + b2)
+                diff = a2 - yb
+                total += np.mean(diff * diff)
+                d2 = 2 * diff / diff.size * (1 - a2 * a2)
+                d1 = (d2 @ w2.T) * (1 - a1 * a1)
+                w2 -= 0.1 * (a1.T @ d2)
+                b2 -= 0.1 * d2.sum(0)
+                w1 -= 0.1 * (xb.T @ d1)
+                b1 -= 0.1 * d1.sum(0)
+            float(total)
+
+    return run
+
+
+def torch_xor(epochs: int) -> Epoch:
+    import torch
+
+    torch.manual_seed(0)
+    nn = torch.nn
+    model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1), nn.Tanh())
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    tx, ty = torch.from_numpy(XOR_X), torch.from_numpy(XOR_Y)
+
+    def run() -> None:
+        for _ in range(epochs):
+            total = torch.zeros(())
+            for i in torch.randperm(4).tolist():
+                opt.zero_grad(set_to_none=True)
+                loss = nn.functional.mse_loss(model(tx[i:i + 1]), ty[i:i + 1])
+                loss.backward()
+                opt.step()
+                total += loss.detach()
+            float(total)
+
+    return run
+
+
+# --------------------------------------------------------------------------- timing
+
+
+def best_time(runs: dict[str, Epoch], rounds: int, repeats: int) -> dict[str, float]:
+    """Seconds per call of each runner, best of interleaved rounds (load hits all alike)."""
+    for run in runs.values():
+        run()  # warm-up
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            for _ in range(repeats):
+                run()
+            best[name] = min(best[name], (time.perf_counter() - start) / repeats)
+    return best
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few steps each (smoke test)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=8192, help="synthetic training set size")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    samples, rounds = (4 * args.batch_size, 1) if quick else (args.samples, args.rounds)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((samples, 784)).astype(np.float32)
+    y = rng.integers(0, 10, samples)
+    makers = {"portnn-numpy": portnn_mlp, "numpy-handwritten": numpy_mlp}
+    xor_makers = {"portnn-numpy": portnn_xor, "numpy-handwritten": numpy_xor}
+    try:
+        import torch
+
+        makers["torch-cpu"], xor_makers["torch-cpu"] = torch_mlp, torch_xor
+        threads = f"torch threads {torch.get_num_threads()}"
+    except ImportError:
+        threads = "torch not installed"
+
+    mlp = best_time({k: make(x, y, args.batch_size) for k, make in makers.items()}, rounds, 1)
+    print(f"MLP 784-256-128-10 training throughput (samples/s, best of {rounds} rounds of one "
+          f"{samples}-sample epoch), batch {args.batch_size}, float32, {threads}")
+    results = {f"mlp {k}": samples / t for k, t in mlp.items()}
+    for name, seconds in mlp.items():
+        print(f"  {name:20s} {samples / seconds:9.0f}")
+    for name, seconds in mlp.items():
+        if name != "portnn-numpy":
+            print(f"  portnn / {name:17s} {seconds / mlp['portnn-numpy']:6.2f}x")
+
+    epochs = 5 if quick else 250
+    xor = best_time({k: make(epochs) for k, make in xor_makers.items()}, rounds, 1 if quick else 4)
+    print(f"XOR 2-3-1 tanh, batch 1: microseconds per training step (best of {rounds} rounds)")
+    for name, seconds in xor.items():
+        results[f"xor {name}"] = seconds / (4 * epochs) * 1e6
+        print(f"  {name:20s} {results[f'xor {name}']:9.1f}")
+    for name, seconds in xor.items():
+        if name != "portnn-numpy":
+            print(f"  portnn / {name:17s} {xor['portnn-numpy'] / seconds:6.2f}x the cost")
+    return results
+
+
+if __name__ == "__main__":
+    main()
