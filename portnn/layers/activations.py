@@ -12,11 +12,14 @@ class ReLU(Layer):
     """``max(x, 0)``."""
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        self.mask = x > 0
-        return array_namespace(x).where(self.mask, x, 0.0)
+        xp = array_namespace(x)
+        # A multiply by a 0/1 mask is several times faster than where(): NumPy's where
+        # branches per element, and a ReLU's random sign pattern defeats branch prediction.
+        self.mask = xp.astype(x > 0, x.dtype)
+        return xp.maximum(x, 0.0)
 
     def backward(self, dy: Any) -> Any:
-        return array_namespace(dy).where(self.mask, dy, 0.0)
+        return dy * self.mask
 
 
 class LeakyReLU(Layer):
