@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_extra as xpx
+
 from ..backends import array_namespace
 from ._base import Layer
 from .conv import Pair, check_nchw, out_size, pair, scatter_windows, windows
@@ -23,6 +25,20 @@ class _Pool2D(Layer):
         check_nchw(self.name, x)
         self._shape = tuple(x.shape)
         return windows(x, self._k, self._s, out_size(self.name, self._shape[2:], self._k, self._s))
+
+    def _gather(self, grads: list[Any]) -> Any:
+        """The input gradient from one ``(N, C, oh, ow)`` gradient per kernel offset."""
+        if self._k != self._s:
+            return scatter_windows(grads, self._shape, self._k, self._s)
+        # Non-overlapping tiles: interleave the offsets with two stacks and a free reshape,
+        # cheaper than zero-filling and scatter-adding K strided slices.
+        xp = array_namespace(grads[0])
+        (kh, kw), (n, c, h, w), (oh, ow) = self._k, self._shape, grads[0].shape[2:]
+        rows = [xp.stack(grads[i * kw:(i + 1) * kw], axis=-1) for i in range(kh)]
+        dx = xp.reshape(xp.stack(rows, axis=3), (n, c, oh * kh, ow * kw))
+        if (oh * kh, ow * kw) == (h, w):
+            return dx
+        return xpx.pad(dx, ((0, 0), (0, 0), (0, h - oh * kh), (0, w - ow * kw)), xp=xp)
 
 
 class MaxPool2D(_Pool2D):
@@ -44,15 +60,14 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dy: Any) -> Any:
         xp = array_namespace(dy)
-        grads, taken = [], None
-        # Offsets in row-major kernel order; the first one equal to the maximum takes the
-        # gradient, as PyTorch does. Multiplying by the mask is faster than xp.where here.
+        grads, rest = [], dy
+        # Offsets in row-major kernel order: the first one equal to the maximum takes all of
+        # what is left of dy (all of it), later equal ones get zero, as in PyTorch.
+        # Multiplying by masks is much faster than xp.where, which branches per element.
         for part in windows(self.x, self._k, self._s, tuple(self.y.shape[2:])):
-            hit = part == self.y
-            hit = hit if taken is None else hit & ~taken
-            taken = hit if taken is None else taken | hit
-            grads.append(dy * xp.astype(hit, dy.dtype))
-        return scatter_windows(grads, self._shape, self._k, self._s)
+            grads.append(rest * xp.astype(part == self.y, dy.dtype))
+            rest = rest - grads[-1]
+        return self._gather(grads)
 
 
 class AvgPool2D(_Pool2D):
@@ -72,4 +87,4 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, dy: Any) -> Any:
         parts = self._k[0] * self._k[1]
-        return scatter_windows([dy / parts] * parts, self._shape, self._k, self._s)
+        return self._gather([dy / parts] * parts)
