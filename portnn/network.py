@@ -96,7 +96,13 @@ class Sequential:
         """
         out = self.forward(x, training=True)
         loss = self.loss(out, y)
-        self.backward(self.loss.backward())
+        dy = self.loss.backward()
+        # Nothing reads the gradient below the first trained layer: stop there, without its dx.
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), None)
+        if first is not None:
+            for layer in self.layers[:first:-1]:
+                dy = layer.backward(dy)
+            self.layers[first].backward_params(dy)
         self.optimizer.step(self.layers)
         return loss, self.loss.correct(out, y)
 

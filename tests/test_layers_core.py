@@ -126,3 +126,16 @@ def test_same_seed_gives_identical_weights_on_every_backend(backend):
     with portnn.use_backend("numpy"):
         reference = portnn.Dense(7, 5).params["weight"]
     np.testing.assert_array_equal(here, reference)
+
+
+def test_dense_backward_params_fills_the_same_grads(backend):
+    layer = portnn.Dense(3, 2)
+    x = backend.asarray(_x((4, 3)))
+    dy = backend.asarray(_x((4, 2), seed=1))
+    layer.forward(x)
+    layer.backward(dy)
+    full = {k: portnn.to_numpy(g) for k, g in layer.grads.items()}
+    layer.grads.clear()
+    assert layer.backward_params(dy) is None
+    for key, g in full.items():
+        assert_close(layer.grads[key], g, rtol=0, atol=0)

@@ -235,3 +235,22 @@ def test_layers_on_different_backends_are_rejected():
         portnn.Sequential([first, second])
     model = portnn.Sequential([first, second], backend="numpy")
     assert model.backend.name == "numpy"
+
+
+def test_train_step_grads_equal_full_backward(backend):
+    # train_step stops at the first trained layer (no dx there); the gradients must not change.
+    model = portnn.Sequential([portnn.Flatten(), portnn.Dense(6, 4), portnn.Tanh(), portnn.Dense(4, 2)],
+                              loss=portnn.MSE(), optimizer=portnn.SGD(0.0))
+    x = backend.asarray(np.random.default_rng(0).standard_normal((3, 2, 3)))
+    t = backend.asarray(np.ones((3, 2), np.float32))
+    model.loss(model.forward(x, training=True), t)
+    dx = model.backward(model.loss.backward())
+    assert tuple(dx.shape) == (3, 2, 3)
+    full = [{k: portnn.to_numpy(g).copy() for k, g in layer.grads.items()} for layer in model.layers]
+    for layer in model.layers:
+        layer.grads.clear()
+    model.train_step(x, t)
+    for layer, expected in zip(model.layers, full, strict=True):
+        assert set(layer.grads) == set(expected)
+        for key, g in expected.items():
+            assert_close(layer.grads[key], g, rtol=1e-6, atol=1e-7)

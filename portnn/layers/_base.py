@@ -29,6 +29,10 @@ class Layer:
     def backward(self, dy: Any) -> Any:
         raise NotImplementedError
 
+    def backward_params(self, dy: Any) -> None:
+        """Fill ``self.grads`` only: a network's first layer, whose ``dx`` nobody reads."""
+        self.backward(dy)
+
     def __call__(self, x: Any, training: bool = False) -> Any:
         """``forward`` after checking that ``x`` is on the parameters' device."""
         if self.params:
