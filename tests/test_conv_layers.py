@@ -87,6 +87,19 @@ def test_conv_matches_torch(backend, torch, case):
     assert_close(layer.grads["bias"], tb.grad.numpy(), rtol=tol, atol=tol)
 
 
+def test_conv_backward_params_matches_backward(backend):
+    layer = portnn.Conv2D(2, 3, 3, stride=2, padding=1)
+    x = backend.asarray(_x((2, 2, 5, 4)), dtype="float32")
+    dy = backend.asarray(_x((2, 3, 3, 2), seed=1), dtype="float32")
+    layer.forward(x, training=True)
+    layer.backward(dy)
+    full = {k: portnn.to_numpy(g) for k, g in layer.grads.items()}
+    layer.grads.clear()
+    layer.backward_params(dy)
+    for key, grad in full.items():
+        assert_close(layer.grads[key], grad, rtol=0, atol=0)
+
+
 def test_conv_weight_layout_init_and_config(backend):
     layer = portnn.Conv2D(3, 8, (3, 2), stride=2, padding=(1, 0))
     w = portnn.to_numpy(layer.params["weight"])

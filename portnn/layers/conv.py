@@ -120,12 +120,22 @@ class Conv2D(Layer):
     def backward(self, dy: Any) -> Any:
         xp = array_namespace(dy)
         c, n = self._padded[:2]
+        dy = self._param_grads(dy)
         weight = xp.reshape(self.params["weight"], (self.out_channels, -1))
-        dy = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_channels, -1))
-        self.grads["weight"] = xp.reshape(dy @ self.cols.T, tuple(self.params["weight"].shape))
-        if self.bias:
-            self.grads["bias"] = xp.sum(dy, axis=1)
         dcols = xp.reshape(weight.T @ dy, (c, self._k[0] * self._k[1], n, *self._out))
         dx = scatter_windows([dcols[:, k, ...] for k in range(dcols.shape[1])], self._padded,
                              self._k, self._s)
         return xp.permute_dims(unpad(dx, self._p), (1, 0, 2, 3))
+
+    def backward_params(self, dy: Any) -> None:
+        # A first layer's dx (a GEMM and a col2im) is wasted work: skip it.
+        self._param_grads(dy)
+
+    def _param_grads(self, dy: Any) -> Any:
+        """Fill ``grads`` and return ``dy`` as the ``(out_channels, N*oh*ow)`` matrix."""
+        xp = array_namespace(dy)
+        dy = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_channels, -1))
+        self.grads["weight"] = xp.reshape(dy @ self.cols.T, tuple(self.params["weight"].shape))
+        if self.bias:
+            self.grads["bias"] = xp.sum(dy, axis=1)
+        return dy
