@@ -6,11 +6,16 @@ batch 64 of synthetic 28x28 images. One step is forward + backward + SGD update.
 
     python benchmarks/bench_cnn.py            # about 30 s
     python benchmarks/bench_cnn.py --quick    # a few steps each (CI smoke run)
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_cnn.py --threads 1   # single-threaded
+
+Timings are only meaningful on an otherwise idle machine: both NumPy's BLAS and
+PyTorch use every core, and a busy core stalls their thread pools.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -168,6 +173,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--backend", default="numpy", help="portnn backend (default numpy)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (set OPENBLAS_NUM_THREADS for NumPy to match)")
     args = parser.parse_args(argv)
     rounds, min_steps = (1, 2) if args.quick else (args.rounds, 5)
     rng = np.random.default_rng(0)
@@ -179,7 +186,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         import torch
 
         makers["torch-cpu"] = torch_step
-        threads = f", torch threads {torch.get_num_threads()}"
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        blas = os.environ.get("OPENBLAS_NUM_THREADS", "default")
+        threads = f", torch threads {torch.get_num_threads()}, OPENBLAS_NUM_THREADS {blas}"
     except ImportError:
         threads = ", torch not installed"
     print(f"CNN training throughput (images/s, best of {rounds} interleaved rounds), "
