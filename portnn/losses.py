@@ -37,6 +37,8 @@ class Loss:
                 f"{type(self).__name__}: y_pred has shape {tuple(y_pred.shape)} but y_true has "
                 f"shape {tuple(y_true.shape)}; reshape y_true to match (e.g. y.reshape(-1, 1))"
             )
+        if y_true.dtype == y_pred.dtype:
+            return y_true
         return array_namespace(y_pred).astype(y_true, y_pred.dtype, copy=False)
 
 
@@ -45,7 +47,8 @@ class MSE(Loss):
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         self._diff = y_pred - self._same_shape(y_pred, y_true)
-        return array_namespace(y_pred).mean(self._diff * self._diff)
+        # sum / size, not mean: numpy's mean costs a per-sample step several microseconds more.
+        return array_namespace(y_pred).sum(self._diff * self._diff) / _size(self._diff)
 
     def backward(self) -> Any:
         return (2.0 / _size(self._diff)) * self._diff
