@@ -4,7 +4,7 @@ The net: conv(1->16, 3x3, pad 1) - ReLU - maxpool 2 - conv(16->32, 3x3, pad 1) -
 maxpool 2 - flatten - dense(1568->10), softmax cross-entropy, plain SGD, float32,
 batch 64 of synthetic 28x28 images. One step is forward + backward + SGD update.
 
-    python benchmarks/bench_cnn.py            # about 30 s
+    python benchmarks/bench_cnn.py            # about 25 s on an idle machine
     python benchmarks/bench_cnn.py --quick    # a few steps each (CI smoke run)
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_cnn.py --threads 1   # single-threaded
 
@@ -169,14 +169,14 @@ def throughput(step: Callable[[np.ndarray, np.ndarray], None], data: tuple[np.nd
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps each (smoke test)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per framework")
+    parser.add_argument("--seconds", type=float, default=6.0, help="timed seconds per framework")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--backend", default="numpy", help="portnn backend (default numpy)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (set OPENBLAS_NUM_THREADS for NumPy to match)")
     args = parser.parse_args(argv)
-    rounds, min_steps = (1, 2) if args.quick else (args.rounds, 5)
+    rounds, min_steps = (1, 2) if args.quick else (args.rounds, 3)
     rng = np.random.default_rng(0)
     data = (rng.standard_normal((8 * args.batch_size, 1, 28, 28)).astype(np.float32),
             rng.integers(0, 10, 8 * args.batch_size))
