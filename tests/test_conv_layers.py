@@ -25,6 +25,7 @@ POOL_CASES = [
     (2, None, (5, 7)),  # odd sizes: the last row and column are dropped, as in PyTorch
     (3, 2, (7, 5)),
     ((2, 3), (1, 2), (4, 7)),
+    ((2, 3), None, (5, 7)),  # non-square tiles, a leftover row and column
     (3, 1, (4, 4)),
 ]
 POOL_IDS = [f"k{k}-s{s}-{h}x{w}" for k, s, (h, w) in POOL_CASES]
@@ -198,6 +199,8 @@ def test_flatten_reshape_round_trip(backend):
 def test_reshape_rejects_bad_size(backend):
     with pytest.raises(ValueError, match=r"Reshape\(\(5, 2\)\) cannot reshape samples of shape \(12,\)"):
         portnn.Reshape((5, 2)).forward(backend.asarray(np.ones((4, 12), np.float32)))
+    with pytest.raises(ValueError, match=r"Reshape\(\(-1, 5\)\) cannot reshape samples"):
+        portnn.Reshape((-1, 5)).forward(backend.asarray(np.ones((4, 12), np.float32)))
 
 
 # --------------------------------------------------------------------------- devices and training

@@ -40,8 +40,8 @@ class Reshape(Layer):
         self.shape = tuple(shape)
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        size = math.prod(x.shape[1:])
-        if x.ndim < 1 or (-1 not in self.shape and size != math.prod(self.shape)):
+        size, known = math.prod(x.shape[1:]), math.prod(d for d in self.shape if d != -1)
+        if x.ndim < 1 or (size != known if -1 not in self.shape else not known or size % known):
             raise ValueError(f"Reshape({self.shape}) cannot reshape samples of shape "
                              f"{tuple(x.shape[1:])} ({size} values) to {self.shape}")
         self._shape = tuple(x.shape)
