@@ -40,8 +40,10 @@ def info() -> None:
         print("GPUs: none found (CuPy/PyTorch CUDA and nvidia-smi see no NVIDIA GPU)")
     for gpu in gpus:
         major, minor = gpu["compute_capability"]
+        driver = gpu.get("driver_cuda")
+        driver = f", driver supports CUDA {driver[0]}.{driver[1]}" if driver else ""
         print(f"GPU {gpu['device']}: {gpu['name']}, {gpu['memory_gib']:.1f} GiB, compute capability "
-              f"{major}.{minor} (sm_{major}{minor}); install CuPy with: pip install {gpu['wheel']}")
+              f"{major}.{minor} (sm_{major}{minor}){driver}; CuPy wheel: pip install {gpu['wheel']}")
 
 
 def main(argv: list[str] | None = None) -> int:

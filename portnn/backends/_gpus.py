@@ -24,10 +24,26 @@ def describe_gpus() -> list[dict[str, Any]]:
         except Exception:  # a probe that cannot run says nothing about the GPU
             continue
         if gpus:
+            driver = driver_cuda()
             for gpu in gpus:
-                gpu["wheel"] = cupy_wheel(gpu["compute_capability"], gpu.get("driver_cuda"))
+                gpu.setdefault("driver_cuda", driver)
+                gpu["wheel"] = cupy_wheel(gpu["compute_capability"], gpu["driver_cuda"])
             return gpus
     return []
+
+
+def driver_cuda() -> tuple[int, int] | None:
+    """The newest CUDA version the installed NVIDIA driver supports, asked of libcuda itself."""
+    import ctypes
+
+    try:
+        libcuda = ctypes.CDLL("libcuda.so.1")
+        version = ctypes.c_int()
+        if libcuda.cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return None
+    except (OSError, AttributeError):  # no driver here (or not Linux)
+        return None
+    return version.value // 1000, version.value % 1000 // 10
 
 
 def _from_cupy() -> list[dict[str, Any]]:
