@@ -194,6 +194,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         threads = ", torch not installed"
     print(f"CNN training throughput (images/s, best of {rounds} interleaved rounds), "
           f"batch {args.batch_size}, float32{threads}")
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        # Multi-threaded BLAS and torch stall (10x and worse) when other processes hold the cores.
+        print(f"  warning: load average {load:.1f} on {cores} cores; figures are unreliable "
+              f"(compare single-threaded: OPENBLAS_NUM_THREADS=1 ... --threads 1)")
     steps = {name: make(args.batch_size) for name, make in makers.items()}
     for step in steps.values():
         throughput(step, data, args.batch_size, 0.0, 1 if args.quick else 3)  # warm-up
