@@ -6,13 +6,18 @@
 2. The classic XOR net Dense(2,3)-Tanh-Dense(3,1)-Tanh, MSE, SGD lr 0.1, batch 1: the cost
    of one training step, where the framework's own Python overhead is all there is.
 
-    python benchmarks/bench_mlp.py            # about 40 s
+    python benchmarks/bench_mlp.py            # about 20 s on an idle machine
     python benchmarks/bench_mlp.py --quick    # a few steps each (CI smoke run)
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_mlp.py --threads 1   # single-threaded
+
+Timings are only meaningful on an otherwise idle machine: both NumPy's BLAS and
+PyTorch use every core, and a busy core stalls their thread pools.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -196,8 +201,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps each (smoke test)")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--samples", type=int, default=8192, help="synthetic training set size")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
+    parser.add_argument("--samples", type=int, default=4096, help="synthetic training set size")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="interleaved timing rounds; the best counts (other load hits all alike)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (set OPENBLAS_NUM_THREADS for NumPy to match)")
     args = parser.parse_args(argv)
     quick = args.quick
     samples, rounds = (4 * args.batch_size, 1) if quick else (args.samples, args.rounds)
@@ -210,10 +218,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         import torch
 
         makers["torch-cpu"], xor_makers["torch-cpu"] = torch_mlp, torch_xor
+        if args.threads:
+            torch.set_num_threads(args.threads)
         threads = f"torch threads {torch.get_num_threads()}"
     except ImportError:
         threads = "torch not installed"
 
+    threads += f", OPENBLAS_NUM_THREADS {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}"
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load > 0.5 * cores:
+        # Multi-threaded BLAS and torch stall (10x and worse) when other processes hold the cores.
+        print(f"warning: load average {load:.1f} on {cores} cores; figures are unreliable "
+              f"(compare single-threaded: OPENBLAS_NUM_THREADS=1 ... --threads 1)")
     mlp = best_time({k: make(x, y, args.batch_size) for k, make in makers.items()}, rounds, 1)
     print(f"MLP 784-256-128-10 training throughput (samples/s, best of {rounds} rounds of one "
           f"{samples}-sample epoch), batch {args.batch_size}, float32, {threads}")
@@ -225,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             print(f"  portnn / {name:17s} {seconds / mlp['portnn-numpy']:6.2f}x")
 
     epochs = 5 if quick else 250
-    xor = best_time({k: make(epochs) for k, make in xor_makers.items()}, rounds, 1 if quick else 4)
+    xor = best_time({k: make(epochs) for k, make in xor_makers.items()}, rounds, 1)
     print(f"XOR 2-3-1 tanh, batch 1: microseconds per training step (best of {rounds} rounds)")
     for name, seconds in xor.items():
         results[f"xor {name}"] = seconds / (4 * epochs) * 1e6
