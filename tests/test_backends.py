@@ -228,3 +228,11 @@ def test_describe_gpus_from_nvidia_smi(monkeypatch):
         ("Tesla T4", (7, 5), "cupy-cuda13x"), ("NVIDIA H100 80GB HBM3", (9, 0), "cupy-cuda13x")]
     assert gpus[0]["memory_gib"] == 15.0
 
+
+
+def test_info_reports_a_bad_env_backend_instead_of_crashing(monkeypatch, capsys):
+    import portnn.__main__ as cli
+
+    monkeypatch.setenv("PORTNN_BACKEND", "tensorflow")
+    assert cli.main(["info"]) == 0
+    assert "selected: none -- unknown backend 'tensorflow'; valid names: numpy" in capsys.readouterr().out
