@@ -55,7 +55,10 @@ def _seeded():
 @pytest.fixture
 def torch():
     """PyTorch for reference values (tests using it skip when it is not installed)."""
-    return pytest.importorskip("torch")
+    torch = pytest.importorskip("torch")
+    # The references use tiny shapes: extra threads only cost time on a busy 2-core CI machine.
+    torch.set_num_threads(1)
+    return torch
 
 
 def has_float64(be: portnn.Backend) -> bool:
