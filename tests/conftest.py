@@ -20,6 +20,14 @@ DEVICES = [
 ]
 META = ("torch", "meta")
 
+try:
+    import torch as _torch
+
+    # Tests use tiny shapes: extra threads only cost time on a busy 2-core CI machine.
+    _torch.set_num_threads(1)
+except ImportError:
+    pass
+
 
 def _param(name: str, device: str) -> pytest.param:
     try:
@@ -55,10 +63,7 @@ def _seeded():
 @pytest.fixture
 def torch():
     """PyTorch for reference values (tests using it skip when it is not installed)."""
-    torch = pytest.importorskip("torch")
-    # The references use tiny shapes: extra threads only cost time on a busy 2-core CI machine.
-    torch.set_num_threads(1)
-    return torch
+    return pytest.importorskip("torch")
 
 
 def has_float64(be: portnn.Backend) -> bool:
