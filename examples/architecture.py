@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=1000, help="print every n-th epoch (0: silent)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    parser.add_argument("--out", default="out", help="folder for the checkpoint")
+    parser.add_argument("--out", default="runs", help="folder for the checkpoint (default: runs/)")
     parser.add_argument("--min-accuracy", type=float, default=None,
                         help="exit with status 1 if the test accuracy is below this")
     args = parser.parse_args(argv)

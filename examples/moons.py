@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", type=int, default=5000, help="print every n-th epoch (0: silent)")
-    parser.add_argument("--out", default="out", help="folder for moons.png")
+    parser.add_argument("--out", default="runs", help="folder for moons.png (default: runs/)")
     parser.add_argument("--min-accuracy", type=float, default=None,
                         help="exit with status 1 if any size >= 3 ends below this training accuracy")
     args = parser.parse_args(argv)

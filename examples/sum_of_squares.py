@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=1.0, help="step size on the sum of squares")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--verbose", type=int, default=100, help="print every n-th iteration (0: silent)")
-    parser.add_argument("--out", default="out", help="folder for sum_of_squares.png")
+    parser.add_argument("--out", default="runs", help="folder for sum_of_squares.png (default: runs/)")
     parser.add_argument("--min-accuracy", type=float, default=None,
                         help="exit with status 1 if the final accuracy is below this")
     args = parser.parse_args(argv)
