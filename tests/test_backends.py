@@ -236,3 +236,14 @@ def test_info_reports_a_bad_env_backend_instead_of_crashing(monkeypatch, capsys)
     monkeypatch.setenv("PORTNN_BACKEND", "tensorflow")
     assert cli.main(["info"]) == 0
     assert "selected: none -- unknown backend 'tensorflow'; valid names: numpy" in capsys.readouterr().out
+
+
+def test_example_with_unusable_cupy_prints_the_reason_only():
+    from pathlib import Path
+
+    if portnn.backends.unavailable_reason("cupy") is None:
+        pytest.skip("CuPy with a usable CUDA device is present")
+    xor = Path(__file__).resolve().parent.parent / "examples" / "xor.py"
+    out = _run(f"import runpy; runpy.run_path({str(xor)!r}, run_name='__main__')", PORTNN_BACKEND="cupy")
+    assert out["rc"] == 1
+    assert out["err"].strip().splitlines() == [f"portnn: {portnn.backends.unavailable_reason('cupy')}"]
