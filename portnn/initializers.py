@@ -15,7 +15,8 @@ from .backends import init_rng
 
 Initializer = Callable[[tuple[int, ...], int, int], np.ndarray]
 
-__all__ = ["Initializer", "get", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "zeros"]
+__all__ = ["Initializer", "get", "glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "ones",
+           "zeros"]
 
 
 def _uniform(shape: tuple[int, ...], limit: float) -> np.ndarray:
@@ -51,7 +52,12 @@ def zeros(shape: tuple[int, ...], fan_in: int = 0, fan_out: int = 0) -> np.ndarr
     return np.zeros(shape, np.float32)
 
 
-_BY_NAME = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, zeros)}
+def ones(shape: tuple[int, ...], fan_in: int = 0, fan_out: int = 0) -> np.ndarray:
+    """All ones (the default for normalisation scales)."""
+    return np.ones(shape, np.float32)
+
+
+_BY_NAME = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, ones, zeros)}
 # PyTorch's names for the same distributions.
 _BY_NAME.update({"xavier_uniform": glorot_uniform, "xavier_normal": glorot_normal,
                  "kaiming_uniform": he_uniform, "kaiming_normal": he_normal})

@@ -72,7 +72,7 @@ class Sequential:
         if self.optimizer is not None:
             for state in self.optimizer.state.values():
                 for key, value in state.items():
-                    host = np.asarray(value) if isinstance(value, np.ndarray) else _host(value)
+                    host = _host(value)
                     state[key] = target.asarray(host, dtype=dtype or str(host.dtype))
         return self
 

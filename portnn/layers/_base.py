@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from ..backends import Backend, backend_of, check_device, get_backend, to_numpy
 
-from ..backends import Backend, backend_of, check_device, get_backend
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Layer:
@@ -58,7 +59,7 @@ class Layer:
             self.dtype = dtype
         for store in (self.params, self.buffers):
             for name, value in store.items():
-                host = value if isinstance(value, np.ndarray) else backend_of(value).to_numpy(value)
+                host = to_numpy(value)
                 store[name] = target.asarray(host, dtype=dtype or str(host.dtype))
         self.grads.clear()
         return self

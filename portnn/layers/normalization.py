@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..backends import array_namespace
+from ..initializers import ones, zeros
 from ._base import Layer
 
 
@@ -27,10 +26,10 @@ class BatchNorm(Layer):
                  dtype: str = "float32") -> None:
         super().__init__()
         self.num_features, self.momentum, self.eps, self.dtype = num_features, momentum, eps, dtype
-        self.add_param("weight", np.ones(num_features, np.float32))
-        self.add_param("bias", np.zeros(num_features, np.float32))
-        self.add_param("running_mean", np.zeros(num_features, np.float32), buffer=True)
-        self.add_param("running_var", np.ones(num_features, np.float32), buffer=True)
+        self.add_param("weight", ones((num_features,)))
+        self.add_param("bias", zeros((num_features,)))
+        self.add_param("running_mean", zeros((num_features,)), buffer=True)
+        self.add_param("running_var", ones((num_features,)), buffer=True)
 
     def forward(self, x: Any, training: bool = False) -> Any:
         xp = array_namespace(x)
