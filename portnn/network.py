@@ -144,7 +144,7 @@ class Sequential:
         first = self.optimizer.epoch
         for epoch in range(epochs):
             self.optimizer.epoch = first + epoch
-            order = be.asarray(init_rng().permutation(n)) if shuffle else None
+            order = be.asarray(init_rng().permutation(n), copy=False) if shuffle else None
             total = correct = None
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)  # the Array API leaves slicing past the end undefined
@@ -213,7 +213,9 @@ class Sequential:
 
     def _to_device(self, x: Any, *rest: Any) -> Any:
         be = self.backend
-        moved = [be.asarray(a, dtype=self._dtype() if _is_float(a) else None) for a in (x, *rest)]
+        # Inputs are only read: no copy where the backend can share the caller's memory.
+        moved = [be.asarray(a, dtype=self._dtype() if _is_float(a) else None, copy=False)
+                 for a in (x, *rest)]
         if any(a.shape[0] != moved[0].shape[0] for a in moved):
             raise ValueError(f"Sequential: x has {moved[0].shape[0]} samples but y has "
                              f"{moved[1].shape[0]}")

@@ -75,10 +75,13 @@ class Backend:
             )
         return supported[name]
 
-    def asarray(self, x: Any, dtype: str | Any | None = None) -> Any:
+    def asarray(self, x: Any, dtype: str | Any | None = None, copy: bool = True) -> Any:
         """Move host data (NumPy arrays, lists, scalars) to this backend once.
 
-        An array already on this backend is returned as is (cast if ``dtype``
+        Host data is copied, so updating the result in place (as optimizers do
+        with parameters) never writes into the caller's array; ``copy=False``
+        lets read-only data (training inputs) share memory where it can. An
+        array already on this backend is returned as is (cast if ``dtype``
         differs); an array of another namespace or device raises
         :class:`DeviceMismatchError` instead of being copied silently.
         """
@@ -91,7 +94,7 @@ class Backend:
             host = host.astype(dtype, copy=False)
         elif host.dtype == np.float64:
             host = host.astype(np.float32)  # portnn's default float dtype
-        return self.library.from_numpy(host, self.device)
+        return self.library.from_numpy(host, self.device, copy=copy)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy an array of this backend to a host NumPy array."""

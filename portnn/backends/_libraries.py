@@ -55,8 +55,8 @@ class Library:
         """The device as the string :meth:`device` parses back."""
         return str(device)
 
-    def from_numpy(self, array: np.ndarray, device: Any) -> Any:
-        """A copy of a host array on ``device`` (never a view: training mutates parameters in place)."""
+    def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
+        """A host array on ``device``; ``copy=False`` may share memory with it (read-only data)."""
         raise NotImplementedError
 
     def to_numpy(self, array: Any) -> np.ndarray:
@@ -76,8 +76,8 @@ class NumPy(Library):
     def default_device(self) -> Any:
         return "cpu"
 
-    def from_numpy(self, array: np.ndarray, device: Any) -> Any:
-        return np.array(array, copy=True)
+    def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
+        return np.array(array, copy=copy or None)
 
     def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
         return gen.random(shape, dtype=np.float32)
@@ -124,7 +124,7 @@ class CuPy(Library):
     def device_name(self, device: Any) -> str:
         return f"cuda:{device.id}"
 
-    def from_numpy(self, array: np.ndarray, device: Any) -> Any:
+    def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
         import cupy
 
         with device:
@@ -167,10 +167,10 @@ class Torch(Library):
             spec = "cuda:0"
         return torch.device(super().device(spec)) if spec else self.default_device()
 
-    def from_numpy(self, array: np.ndarray, device: Any) -> Any:
+    def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
         import torch
 
-        return torch.tensor(array, device=device)
+        return torch.tensor(array, device=device) if copy else torch.as_tensor(array, device=device)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         if array.device.type == "meta":
@@ -216,10 +216,10 @@ class ArrayAPIStrict(Library):
     def device_name(self, device: Any) -> str:
         return str(device._device)
 
-    def from_numpy(self, array: np.ndarray, device: Any) -> Any:
+    def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
         import array_api_strict
 
-        return array_api_strict.asarray(array, device=device, copy=True)
+        return array_api_strict.asarray(array, device=device, copy=copy or None)
 
     def to_numpy(self, array: Any) -> np.ndarray:
         import array_api_strict
