@@ -11,7 +11,7 @@ import numpy as np
 from . import _checkpoint, losses, optimizers
 from . import layers as layers_module
 from ._checkpoint import CheckpointError
-from .backends import Backend, get_backend, init_rng, to_numpy
+from .backends import Backend, get_backend, init_rng
 from .layers import Layer
 
 __all__ = ["CheckpointError", "History", "Sequential", "from_architecture"]
@@ -72,8 +72,7 @@ class Sequential:
         if self.optimizer is not None:
             for state in self.optimizer.state.values():
                 for key, value in state.items():
-                    host = _host(value)
-                    state[key] = target.asarray(host, dtype=dtype or str(host.dtype))
+                    state[key] = target.move(value, dtype)
         return self
 
     # ------------------------------------------------------------------ forward / backward
@@ -154,15 +153,9 @@ class Sequential:
                     idx = order[start:stop]
                     xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
                 loss, hits = self.train_step(xb, yb)
-                weighted = loss * xb.shape[0]
-                total = weighted if total is None else total + weighted
-                if hits is not None:
-                    correct = hits if correct is None else correct + hits
+                total, correct = _add(total, loss * xb.shape[0]), _add(correct, hits)
             self.optimizer.epoch = first + epoch + 1
-            # The one read-back of the epoch.
-            logs = {"loss": float(total) / n}
-            if correct is not None:
-                logs["accuracy"] = float(correct) / n
+            logs = _read_back(total, correct, n)
             if validation_data is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate(*validation_data).items()})
             for key, value in logs.items():
@@ -194,18 +187,13 @@ class Sequential:
     def _evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
         n = x.shape[0]
         step = n if batch_size is None else batch_size
-        total, correct = 0.0, None
+        total = correct = None
         for s in range(0, n, step):
             xb, yb = x[s:min(s + step, n), ...], y[s:min(s + step, n), ...]
             out = self.forward(xb)
-            total = total + self.loss(out, yb) * xb.shape[0]
-            hits = self.loss.correct(out, yb)
-            if hits is not None:
-                correct = hits if correct is None else correct + hits
-        logs = {"loss": float(total) / n}
-        if correct is not None:
-            logs["accuracy"] = float(correct) / n
-        return logs
+            total = _add(total, self.loss(out, yb) * xb.shape[0])
+            correct = _add(correct, self.loss.correct(out, yb))
+        return _read_back(total, correct, n)
 
     def _dtype(self) -> str:
         return next((layer.dtype for layer in self.layers if hasattr(layer, "dtype")),
@@ -252,8 +240,19 @@ class Sequential:
         return _checkpoint.load(cls, path, backend, device)
 
 
-def _host(value: Any) -> np.ndarray:
-    return to_numpy(value)
+def _add(total: Any, value: Any) -> Any:
+    """Running on-device sum; ``None`` is the empty sum (and a ``None`` value adds nothing)."""
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+def _read_back(total: Any, correct: Any, n: int) -> dict[str, float]:
+    """The one host read of an epoch: mean loss (and accuracy) from the on-device sums."""
+    logs = {"loss": float(total) / n}
+    if correct is not None:
+        logs["accuracy"] = float(correct) / n
+    return logs
 
 
 def _is_float(a: Any) -> bool:

@@ -96,6 +96,11 @@ class Backend:
             host = host.astype(np.float32)  # portnn's default float dtype
         return self.library.from_numpy(host, self.device, copy=copy)
 
+    def move(self, x: Any, dtype: str | None = None) -> Any:
+        """A copy of an array of any backend on this one, via the host; its dtype unless ``dtype``."""
+        host = to_numpy(x)
+        return self.asarray(host, dtype=dtype or str(host.dtype))
+
     def to_numpy(self, x: Any) -> np.ndarray:
         """Copy an array of this backend to a host NumPy array."""
         return self.library.to_numpy(x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from ..backends import Backend, backend_of, check_device, get_backend, to_numpy
+from ..backends import Backend, backend_of, check_device, get_backend
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,8 +59,7 @@ class Layer:
             self.dtype = dtype
         for store in (self.params, self.buffers):
             for name, value in store.items():
-                host = to_numpy(value)
-                store[name] = target.asarray(host, dtype=dtype or str(host.dtype))
+                store[name] = target.move(value, dtype)
         self.grads.clear()
         return self
 
