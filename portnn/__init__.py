@@ -4,7 +4,18 @@ The same layers train on NumPy, CuPy, PyTorch or array-api-strict; pick one
 with ``PORTNN_BACKEND``, :func:`set_backend` or :func:`use_backend`.
 """
 
-from . import backends, data, initializers, layers, losses, optimizers
+from . import (
+    backends,
+    callbacks,
+    data,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    plot,
+    training,
+)
 from .backends import (
     Backend,
     BackendError,
@@ -45,7 +56,8 @@ __all__ = [
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "Optimizer",
     "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "StepDecay", "Tanh",
-    "available_backends", "backends", "data", "from_architecture", "get_backend", "gradcheck",
-    "gradcheck_loss", "initializers", "layers", "losses", "optimizers", "seed", "set_backend",
-    "to_numpy", "use_backend",
+    "available_backends", "backends", "callbacks", "data", "from_architecture", "get_backend", "gradcheck",
+    "gradcheck_loss", "initializers", "layers", "losses", "metrics", "optimizers", "plot", "seed",
+    "set_backend",
+    "to_numpy", "training", "use_backend",
 ]
