@@ -13,10 +13,27 @@ __all__ = ["BinaryCrossEntropy", "CrossEntropy", "Loss", "MSE", "get"]
 
 
 class Loss:
-    """Base class: subclasses implement ``forward`` and ``backward``."""
+    """Base class: subclasses implement ``forward`` and ``backward``.
 
-    def __call__(self, y_pred: Any, y_true: Any) -> Any:
+    ``loss(y_pred, y_true, weight=w)`` with one weight per sample (a 1-D
+    device array) gives the weighted mean ``sum(w_i * l_i) / sum(w_i)`` of the
+    per-sample losses ``l_i`` (for MSE and BCE the mean over a sample's
+    features): PyTorch's ``cross_entropy(weight=class_weights)`` when ``w_i`` is
+    the weight of sample i's class. The weights must not sum to 0.
+    """
+
+    _scale: Any = None  # w_i * N / sum(w) of the last weighted call, shaped to broadcast
+
+    def __call__(self, y_pred: Any, y_true: Any, weight: Any = None) -> Any:
+        self._scale = None if weight is None else _weight_scale(self, weight, y_pred)
         return self.forward(y_pred, y_true)
+
+    def _weigh(self, per_element: Any) -> Any:
+        """Per-element losses (or gradients) times their sample's ``w_i * N / sum(w)``."""
+        if self._scale is None:
+            return per_element
+        xp = array_namespace(per_element)
+        return per_element * xp.reshape(self._scale, (-1,) + (1,) * (per_element.ndim - 1))
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         raise NotImplementedError
@@ -48,10 +65,10 @@ class MSE(Loss):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         self._diff = y_pred - self._same_shape(y_pred, y_true)
         # sum / size, not mean: numpy's mean costs a per-sample step several microseconds more.
-        return array_namespace(y_pred).sum(self._diff * self._diff) / _size(self._diff)
+        return array_namespace(y_pred).sum(self._weigh(self._diff * self._diff)) / _size(self._diff)
 
     def backward(self) -> Any:
-        return (2.0 / _size(self._diff)) * self._diff
+        return self._weigh((2.0 / _size(self._diff)) * self._diff)
 
 
 class BinaryCrossEntropy(Loss):
@@ -71,18 +88,18 @@ class BinaryCrossEntropy(Loss):
         if self.from_logits:
             # max(z, 0) - z t + log(1 + exp(-|z|)) never overflows.
             z = y_pred
-            return xp.mean(xp.clip(z, min=0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
+            return xp.mean(self._weigh(xp.clip(z, min=0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))))
         # Logs clamped at -100 as in PyTorch; the inner clip avoids log(0) warnings.
         log_p = xp.clip(xp.log(xp.clip(y_pred, min=1e-44)), min=-100.0)
         log_1p = xp.clip(xp.log(xp.clip(1.0 - y_pred, min=1e-44)), min=-100.0)
-        return -xp.mean(t * log_p + (1.0 - t) * log_1p)
+        return -xp.mean(self._weigh(t * log_p + (1.0 - t) * log_1p))
 
     def backward(self) -> Any:
         xp = array_namespace(self._p)
         p, t, n = self._p, self._t, _size(self._p)
         if self.from_logits:
-            return (0.5 * xp.tanh(0.5 * p) + 0.5 - t) / n
-        return (p - t) / (xp.clip((1.0 - p) * p, min=1e-12) * n)
+            return self._weigh((0.5 * xp.tanh(0.5 * p) + 0.5 - t) / n)
+        return self._weigh((p - t) / (xp.clip((1.0 - p) * p, min=1e-12) * n))
 
     def correct(self, y_pred: Any, y_true: Any) -> Any:
         xp = array_namespace(y_pred)
@@ -108,10 +125,10 @@ class CrossEntropy(Loss):
         s = xp.sum(e, axis=1, keepdims=True)
         self._softmax, self._t = e / s, t
         log_p = shifted - xp.log(s)
-        return -xp.sum(t * log_p) / y_pred.shape[0]
+        return -xp.sum(self._weigh(t * log_p)) / y_pred.shape[0]
 
     def backward(self) -> Any:
-        return (self._softmax - self._t) / self._t.shape[0]
+        return self._weigh((self._softmax - self._t) / self._t.shape[0])
 
     def correct(self, y_pred: Any, y_true: Any) -> Any:
         xp = array_namespace(y_pred)
@@ -127,6 +144,17 @@ class CrossEntropy(Loss):
                 y_true = xp.astype(y_true, xp.int64)
             return xpx.one_hot(y_true, classes, dtype=y_pred.dtype, xp=xp)
         return self._same_shape(y_pred, y_true)
+
+
+def _weight_scale(loss: Loss, weight: Any, y_pred: Any) -> Any:
+    """``w * N / sum(w)`` on the device: the weighted mean is then the plain mean of scaled terms."""
+    xp = array_namespace(y_pred)
+    n = y_pred.shape[0]
+    if weight.ndim != 1 or weight.shape[0] != n:
+        raise ValueError(f"{type(loss).__name__}: weight must have shape ({n},) (one per sample), "
+                         f"got {tuple(weight.shape)}")
+    w = xp.astype(weight, y_pred.dtype, copy=False)
+    return w * (n / xp.sum(w))
 
 
 def _size(x: Any) -> int:

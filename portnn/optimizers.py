@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import clipping
 from .backends import array_namespace
 from .layers import Layer
 
@@ -28,13 +29,24 @@ class Optimizer:
     decoupled form. ``t`` counts steps; ``epoch`` is the epoch a schedule sees,
     set by :meth:`Sequential.fit`, which continues from it on the next ``fit``
     (like a ``torch.optim.lr_scheduler``), so a loaded checkpoint resumes its schedule.
+
+    Gradient clipping (Keras' arguments, PyTorch's formulas, at most one; see
+    :mod:`portnn.clipping`), applied to the gradients before anything else in
+    :meth:`step` and saved in checkpoints: ``clipnorm`` bounds each
+    parameter's gradient norm, ``global_clipnorm`` the norm of all of them
+    together (``torch.nn.utils.clip_grad_norm_``), ``clipvalue`` each element
+    (``clip_grad_value_``). Every optimizer takes them as keyword arguments.
     """
 
     decoupled = False
 
-    def __init__(self, lr: float | Schedule = 0.01, weight_decay: float = 0.0) -> None:
+    def __init__(self, lr: float | Schedule = 0.01, weight_decay: float = 0.0, *,
+                 clipnorm: float | None = None, global_clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
+        clipping.check(type(self).__name__, clipnorm, global_clipnorm, clipvalue)
         self.lr = lr
         self.weight_decay = weight_decay
+        self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         self.epoch = 0
         self.t = 0
         self.state: dict[str, dict[str, Any]] = {}
@@ -46,6 +58,7 @@ class Optimizer:
 
     def step(self, layers: Iterable[Layer]) -> None:
         """Apply one update to every parameter of ``layers`` from its stored gradient."""
+        layers = clipping.clip_gradients(layers, self.clipnorm, self.global_clipnorm, self.clipvalue)
         self.t += 1
         lr = self.current_lr
         for i, layer in enumerate(layers):
@@ -77,8 +90,8 @@ class SGD(Optimizer):
     """
 
     def __init__(self, lr: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 weight_decay: float = 0.0, **clip: float | None) -> None:
+        super().__init__(lr, weight_decay, **clip)
         if nesterov and momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.momentum, self.nesterov = momentum, nesterov
@@ -103,8 +116,8 @@ class Adam(Optimizer):
     """
 
     def __init__(self, lr: float | Schedule = 0.001, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 0.0, **clip: float | None) -> None:
+        super().__init__(lr, weight_decay, **clip)
         self.betas, self.eps = tuple(betas), eps
 
     def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
@@ -129,16 +142,16 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, lr: float | Schedule = 0.001, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
-        super().__init__(lr, betas, eps, weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 0.01, **clip: float | None) -> None:
+        super().__init__(lr, betas, eps, weight_decay, **clip)
 
 
 class RMSProp(Optimizer):
     """RMSProp, as ``torch.optim.RMSprop`` (no momentum, not centered)."""
 
     def __init__(self, lr: float | Schedule = 0.01, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 weight_decay: float = 0.0, **clip: float | None) -> None:
+        super().__init__(lr, weight_decay, **clip)
         self.alpha, self.eps = alpha, eps
 
     def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
