@@ -68,6 +68,11 @@ def get(names: Sequence[str] | None, loss: Any) -> dict[str, Metric]:
     return {name: METRICS[name] for name in dict.fromkeys(names)}
 
 
+def host(a: Any) -> np.ndarray:
+    """A host NumPy array from a device array of any backend, or from lists and NumPy arrays."""
+    return np.asarray(a) if isinstance(a, (list, tuple, np.ndarray)) else to_numpy(a)
+
+
 def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -> np.ndarray:
     """Counts ``m[i, j]`` of samples of true class ``i`` predicted as ``j``, on the host.
 
@@ -78,7 +83,7 @@ def confusion_matrix(y_true: Any, y_pred: Any, num_classes: int | None = None) -
     Example:
         >>> portnn.metrics.confusion_matrix(y_test, model.predict(x_test))
     """
-    t, p = to_numpy(y_true), to_numpy(y_pred)
+    t, p = host(y_true), host(y_pred)
     t = t.argmax(axis=1) if t.ndim == 2 else t
     p = p.argmax(axis=1) if p.ndim == 2 else p
     if t.shape != p.shape or t.ndim != 1:

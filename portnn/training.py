@@ -16,7 +16,7 @@ import numpy as np
 
 from . import callbacks as callbacks_module
 from . import metrics as metrics_module
-from .backends import init_rng, to_numpy
+from .backends import init_rng
 from .progress import Progress
 
 __all__ = ["History", "evaluate", "fit", "sample_weights", "train_step"]
@@ -172,13 +172,11 @@ def sample_weights(y: Any, class_weight: dict[int, float] | None,
     """
     if class_weight is None and sample_weight is None:
         return None
-    host_y = to_numpy(y) if not isinstance(y, np.ndarray) else y
+    host_y = metrics_module.host(y)
     n = host_y.shape[0]
     w = np.ones(n)
     if sample_weight is not None:
-        sw = np.asarray(to_numpy(sample_weight) if not isinstance(sample_weight, (np.ndarray, list,
-                                                                                     tuple))
-                        else sample_weight, dtype=np.float64)
+        sw = metrics_module.host(sample_weight).astype(np.float64)
         if sw.shape != (n,):
             raise ValueError(f"fit: sample_weight must have shape ({n},) (one weight per sample), "
                              f"got {sw.shape}")
