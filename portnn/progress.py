@@ -38,7 +38,7 @@ class Progress:
     ``verbose=0`` is silent; ``verbose=n`` prints the epoch line every n-th
     epoch (and the first and last). With ``verbose=1``, stderr a terminal and
     tqdm installed, each epoch also shows a bar over its batches with the last
-    known loss, read back at most every ``interval`` seconds.
+    known running loss, read back at most every ``interval`` seconds.
     """
 
     def __init__(self, verbose: int, epochs: int, steps: int, interval: float = 0.25,
@@ -59,8 +59,9 @@ class Progress:
                                    leave=False, file=sys.stderr, unit="batch")
             self._last = self.clock()
 
-    def step(self, loss: Any) -> None:
-        """After each batch: advance the bar; read ``loss`` back only if ``interval`` has passed."""
+    def step(self, total: Any, count: float) -> None:
+        """After each batch: advance the bar; if ``interval`` has passed, show the running mean
+        loss ``total / count`` (``total`` a 0-d device array: the only read-back)."""
         if self._bar is None:
             return
         self._bar.update(1)
@@ -68,7 +69,7 @@ class Progress:
         if now - self._last >= self.interval:
             self._last = now
             self.reads += 1
-            self._bar.set_postfix_str(f"error={float(loss):.4f}", refresh=False)
+            self._bar.set_postfix_str(f"error={float(total) / count:.4f}", refresh=False)
 
     def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         if self._bar is not None:

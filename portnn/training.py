@@ -116,7 +116,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                 total = _add(total, loss * share)
                 for name, metric in metrics.items():
                     sums[name] = _add(sums.get(name), metric(out, yb, model.loss))
-                progress.step(loss)
+                progress.step(total, weight_sum)
             model.optimizer.epoch = first + epoch + 1
             logs = _read_back(total, weight_sum, sums, n)
             if validation_data is not None:

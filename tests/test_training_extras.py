@@ -49,6 +49,13 @@ def test_mae_metric_and_history_names(backend):
     assert history["val_mae"][-1] == pytest.approx(expected, rel=1e-5)
 
 
+def test_metrics_are_saved_in_checkpoints(tmp_path):
+    _classifier(["top5_accuracy", "accuracy"]).save(tmp_path / "m.npz")
+    loaded = portnn.Sequential.load(tmp_path / "m.npz")
+    assert loaded.metrics == ["top5_accuracy", "accuracy"]
+    assert list(loaded.evaluate(*_data())) == ["loss", "top5_accuracy", "accuracy"]
+
+
 def test_metrics_read_back_once_per_epoch(backend, monkeypatch):
     reads = []
     monkeypatch.setattr(portnn.training, "float", lambda v: reads.append(1) or float(v), raising=False)
@@ -120,7 +127,7 @@ def test_bar_reads_the_loss_back_at_most_every_interval(monkeypatch):
     progress = Progress(verbose=1, epochs=2, steps=100, interval=0.25, clock=clock, bar=True)
     progress.epoch_begin(0)
     for _ in range(100):
-        progress.step(np.float32(0.5))
+        progress.step(np.float32(1.5), 3.0)
     progress.epoch_end(0, {"loss": 0.5})
     bar = FakeBar.instances[0]
     assert bar.updates == 100 and bar.closed and bar.desc == "epoch 1/2"
