@@ -141,3 +141,16 @@ def test_weight_argument_errors():
         model.fit(x, y, verbose=0, sample_weight=np.ones(8))
     with pytest.raises(ValueError, match="finite, >= 0 and not all 0"):
         model.fit(x, y, verbose=0, sample_weight=-np.ones(9))
+
+
+def test_bce_class_weight_from_a_binary_column(backend, torch):
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((10, 3)), (np.arange(10) % 3 == 0).astype(np.float64)[:, None]
+    model = portnn.Sequential([portnn.Dense(3, 1)], loss=portnn.BinaryCrossEntropy(from_logits=True),
+                              optimizer=portnn.SGD(0.0)).to(dtype=_dtype(backend))
+    h = model.fit(x, y, epochs=1, batch_size=3, verbose=0, class_weight={0: 1.0, 1: 4.0})
+    z = torch.tensor(portnn.to_numpy(model.predict(x)).astype(np.float64))
+    w = torch.tensor(np.where(y[:, 0] > 0.5, 4.0, 1.0))
+    per_sample = torch.nn.functional.binary_cross_entropy_with_logits(z, torch.tensor(y),
+                                                                      reduction="none")[:, 0]
+    assert h["loss"][0] == pytest.approx(((per_sample * w).sum() / w.sum()).item(), rel=1e-5)
