@@ -14,7 +14,7 @@ from typing import Any
 
 from .backends import array_namespace
 
-__all__ = ["check", "clip_gradients"]
+__all__ = ["check", "clip_gradients", "clip_layers"]
 
 EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s
 
@@ -33,38 +33,37 @@ def check(owner: str, clipnorm: float | None, global_clipnorm: float | None,
                          f"got {sorted(given)}")
 
 
-def clip_gradients(layers: Iterable[Any], clipnorm: float | None = None,
+def clip_gradients(grads: list[Any], clipnorm: float | None = None,
                    global_clipnorm: float | None = None,
                    clipvalue: float | None = None) -> list[Any]:
-    """Replace each ``layer.grads[key]`` by its clipped gradient; returns ``layers`` as a list.
+    """The gradients clipped (new arrays; the list itself when nothing is set).
 
-    ``clipnorm`` bounds each parameter's gradient norm on its own,
-    ``global_clipnorm`` the norm of all gradients together, ``clipvalue``
-    each element.
+    ``clipnorm`` bounds each gradient's norm on its own, ``global_clipnorm``
+    the norm of all of them together, ``clipvalue`` each element.
     """
+    if not grads or (clipnorm is None and global_clipnorm is None and clipvalue is None):
+        return grads
+    xp = array_namespace(grads[0])
+    if clipvalue is not None:
+        return [xp.clip(g, min=-clipvalue, max=clipvalue) for g in grads]
+    if clipnorm is not None:
+        return [g * xp.minimum(clipnorm / (xp.sqrt(xp.sum(g * g)) + EPS), 1.0) for g in grads]
+    total = xp.sum(grads[0] * grads[0])
+    for g in grads[1:]:
+        total = total + xp.sum(g * g)
+    scale = xp.minimum(global_clipnorm / (xp.sqrt(total) + EPS), 1.0)
+    return [g * xp.astype(scale, g.dtype, copy=False) for g in grads]
+
+
+def clip_layers(layers: Iterable[Any], clipnorm: float | None = None,
+                global_clipnorm: float | None = None, clipvalue: float | None = None) -> list[Any]:
+    """Replace every ``layer.grads[key]`` by its clipped value; returns ``layers`` as a list."""
     layers = list(layers)
     if clipnorm is None and global_clipnorm is None and clipvalue is None:
         return layers
-    stores = [layer.grads for layer in layers if layer.grads]
-    if clipvalue is not None:
-        for grads in stores:
-            for key, g in grads.items():
-                grads[key] = array_namespace(g).clip(g, min=-clipvalue, max=clipvalue)
-    elif clipnorm is not None:
-        for grads in stores:
-            for key, g in grads.items():
-                xp = array_namespace(g)
-                grads[key] = g * xp.minimum(clipnorm / (xp.sqrt(xp.sum(g * g)) + EPS), 1.0)
-    else:
-        squares = [array_namespace(g).sum(g * g) for grads in stores for g in grads.values()]
-        if not squares:
-            return layers
-        xp = array_namespace(squares[0])
-        total = squares[0]
-        for s in squares[1:]:
-            total = total + s
-        scale = xp.minimum(global_clipnorm / (xp.sqrt(total) + EPS), 1.0)
-        for grads in stores:
-            for key, g in grads.items():
-                grads[key] = g * xp.astype(scale, g.dtype, copy=False)
+    stores = [(layer.grads, key) for layer in layers for key in layer.params if key in layer.grads]
+    clipped = clip_gradients([store[key] for store, key in stores], clipnorm, global_clipnorm,
+                             clipvalue)
+    for (store, key), g in zip(stores, clipped, strict=True):
+        store[key] = g
     return layers

@@ -58,7 +58,7 @@ class Optimizer:
 
     def step(self, layers: Iterable[Layer]) -> None:
         """Apply one update to every parameter of ``layers`` from its stored gradient."""
-        layers = clipping.clip_gradients(layers, self.clipnorm, self.global_clipnorm, self.clipvalue)
+        layers = clipping.clip_layers(layers, self.clipnorm, self.global_clipnorm, self.clipvalue)
         self.t += 1
         lr = self.current_lr
         for i, layer in enumerate(layers):
