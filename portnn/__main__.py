@@ -28,9 +28,8 @@ def info() -> None:
                  *(wheels or ["cupy-cuda12x"])):
         print(f"  {dist:18} {_version(dist)}")
     print("backends:")
-    reasons = {}
     for name, library in LIBRARIES.items():
-        reasons[name] = reason = unavailable_reason(name)
+        reason = unavailable_reason(name)
         status = f"usable, devices {', '.join(library.devices())}" if reason is None else reason
         print(f"  {name:17} {status}")
     try:
@@ -48,7 +47,7 @@ def info() -> None:
         major, minor = gpu["compute_capability"]
         print(f"GPU {gpu['device']}: {gpu['name']}, {gpu['memory_gib']:.1f} GiB, compute capability "
               f"{major}.{minor} (sm_{major}{minor})")
-    for line in advice(driver, reasons["cupy"], wheels, on_colab()):
+    for line in advice(driver, unavailable_reason("cupy"), wheels, on_colab()):
         print(f"CuPy: {line}")
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from ._errors import BackendError
 
-FALLBACK = "or pick another backend, e.g. PORTNN_BACKEND=numpy"
+FALLBACK = "Or pick another backend, e.g. PORTNN_BACKEND=numpy"
 # The oldest driver branch for each CUDA major (Linux), from NVIDIA's compatibility table.
 MIN_DRIVER = {11: "R450 (450.80)", 12: "R525 (525.60)", 13: "R580 (580.65)"}
 _LIBRARY = re.compile(r"lib(nvrtc|cublasLt|cublas|curand|cusparse|cusolver|cufft|cudart|nvJitLink)"
@@ -95,14 +95,17 @@ def diagnose(exc: BaseException, step: str) -> str:
     elif (found := _LIBRARY.search(text)) is not None:
         lib = found.group(0)
         lib_major = int(found.group(2)) if found.group(2) and found.group(2).isdigit() else None
-        if wheel_major and lib_major and lib_major >= 10 and lib_major != wheel_major:
-            fix = (f"Wrong CUDA major: {wheel} is built for CUDA {wheel_major} but loads {lib}. "
+        # Only these libraries' sonames carry the CUDA major (cuRAND is .so.10 on CUDA 11 and 12).
+        tracks_major = (found.group(1) or "").lower() in ("nvrtc", "cublas", "cublaslt", "cudart")
+        if wheel_major and lib_major and tracks_major and lib_major != wheel_major:
+            fix = (f"Wrong CUDA major: {wheel} is built for CUDA {wheel_major} but asks for {lib}. "
                    "Install the wheel for this machine's CUDA (`python -m portnn info` names it).")
         else:
             major = wheel_major or 12
-            fix = (f"Missing CUDA libraries ({lib} not found). Install them with the wheel's [ctk] extra: "
-                   f"pip install \"cupy-cuda{major}x[ctk]\" (portnn[cuda{major}]), or install the CUDA "
-                   f"{major}.x toolkit and put its lib64 folder on LD_LIBRARY_PATH.")
+            ctk = (f"pip install \"cupy-cuda{major}x[ctk]\" (portnn[cuda{major}]) installs them, or "
+                   if major >= 12 else "")
+            fix = (f"Missing CUDA libraries ({lib} not found): {ctk}install the CUDA {major}.x toolkit "
+                   "and put its lib64 folder on LD_LIBRARY_PATH.")
     else:
         fix = ("Check `nvidia-smi` and `python -m portnn info`, which names the CuPy wheel for this "
                "GPU and driver.")
