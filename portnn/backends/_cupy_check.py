@@ -32,12 +32,7 @@ def import_cupy(pip: str) -> Any:
             raise BackendError(diagnose(exc, "import")) from None
         raise BackendError(f"backend 'cupy' needs the package 'cupy', which is not installed ({exc}). "
                            f"Install it with: pip install {pip}") from None
-    except ImportError as exc:  # None in sys.modules (blocked) or a broken install
-        if "None in sys.modules" in str(exc):
-            raise BackendError(f"backend 'cupy' needs the package 'cupy', which is not installed "
-                               f"({exc}). Install it with: pip install {pip}") from None
-        raise BackendError(diagnose(exc, "import")) from None
-    except Exception as exc:  # CuPy raises RuntimeError/OSError for a broken CUDA at import
+    except Exception as exc:  # a broken install: ImportError, or CuPy's RuntimeError/OSError
         raise BackendError(diagnose(exc, "import")) from None
 
 
