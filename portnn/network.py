@@ -14,7 +14,7 @@ from . import layers as layers_module
 from . import metrics as _metrics
 from . import summary as _summary
 from ._checkpoint import CheckpointError
-from .backends import Backend, get_backend
+from .backends import Backend, get_backend, on_device
 from .layers import Layer
 from .progress import format_epoch
 from .training import History
@@ -106,6 +106,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
 
+    @on_device
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
             shuffle: bool = True, validation_data: tuple[Any, Any] | None = None,
             verbose: int = 1, callbacks: Sequence[Callback | CallbackFn] = (),
@@ -142,6 +143,7 @@ class Sequential:
                             validation_data=validation_data, verbose=verbose, callbacks=callbacks,
                             class_weight=class_weight, sample_weight=sample_weight)
 
+    @on_device
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
         """The network's output for ``x``, as an array on the model's backend.
 
@@ -154,10 +156,12 @@ class Sequential:
         outs = [self.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
         return self.backend.xp.concat(outs, axis=0)
 
+    @on_device
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
         """Mean loss and metrics (accuracy for classification losses) on ``(x, y)``, as floats."""
         return training.evaluate(self, x, y, batch_size=batch_size)
 
+    @on_device
     def summary(self, input_shape: Sequence[int] | None = None) -> str:
         """Print and return a table of the layers, their output shapes and parameter counts.
 
@@ -189,6 +193,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ checkpoints
 
+    @on_device
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write parameters, buffers, optimizer state and architecture to one ``.npz``.
 
@@ -215,7 +220,8 @@ class Sequential:
         Example:
             >>> model = portnn.Sequential.load("mnist.npz", backend="numpy")
         """
-        return _checkpoint.load(cls, path, backend, device)
+        with get_backend(backend, device).activate():
+            return _checkpoint.load(cls, path, backend, device)
 
 
 def _is_float(a: Any) -> bool:
