@@ -56,9 +56,16 @@ def fraction(owner: str, name: str, value: Any, closed: bool = False) -> float:
     """A float in ``[0, 1)`` (``[0, 1]`` with ``closed``): momentum, betas, dropout rates."""
     v = real(owner, name, value)
     if not (0.0 <= v <= 1.0 if closed else 0.0 <= v < 1.0):
-        interval = "[0, 1]" if closed else "[0, 1)"
-        raise ValueError(f"{owner}: {name} must lie in {interval}, got {value}")
+        raise ValueError(f"{owner}: {name} must satisfy 0 <= {name} {'<=' if closed else '<'} 1, "
+                         f"got {value}")
     return v
+
+
+def betas(owner: str, value: Any) -> tuple[float, float]:
+    """Adam's ``(beta1, beta2)``: two floats in ``[0, 1)``."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise TypeError(f"{owner}: betas must be a pair (beta1, beta2) in [0, 1), got {value!r}")
+    return (fraction(owner, "betas[0]", value[0]), fraction(owner, "betas[1]", value[1]))
 
 
 def boolean(owner: str, name: str, value: Any) -> bool:
