@@ -42,13 +42,16 @@ class NonFiniteLossError(FloatingPointError):
         self.history = history
 
 
-def prepare(model: Any, x: Any, y: Any = None, *, what: str = "") -> Any:
+_NO_TARGETS = object()
+
+
+def prepare(model: Any, x: Any, y: Any = _NO_TARGETS, *, what: str = "") -> Any:
     """``x`` (and ``y``) checked and converted for ``model``, as arrays on its backend.
 
     Args:
         model: the :class:`~portnn.Sequential` the data is for.
         x: features: NumPy arrays, lists, or arrays already on the model's backend.
-        y: targets, checked for ``model.loss``; ``None`` for ``predict``.
+        y: targets, checked for ``model.loss``; left out for ``predict``.
         what: where the data came from, for messages (``"validation_data"``).
 
     Returns:
@@ -57,8 +60,10 @@ def prepare(model: Any, x: Any, y: Any = None, *, what: str = "") -> Any:
     be = model_backend(model)
     prefix = f"{what} " if what else ""
     x = _features(be, x, _dtype(model), f"{prefix}x")
-    if y is None:
+    if y is _NO_TARGETS:
         return x
+    if y is None:
+        raise TypeError(f"{prefix}y is None; pass the targets, one per sample")
     y = _array(be, y, f"{prefix}y")
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"{prefix}x has {x.shape[0]} samples but {prefix}y has {y.shape[0]}; "
@@ -88,11 +93,13 @@ def model_backend(model: Any) -> Backend:
     return next(iter(placed), None) or get_backend()
 
 
-def check_fit_args(epochs: Any, batch_size: Any, verbose: Any = 1,
-                   on_nonfinite: Any = "raise") -> int | None:
+def check_fit_args(epochs: Any, batch_size: Any, verbose: Any = 1, on_nonfinite: Any = "raise",
+                   shuffle: Any = True) -> int | None:
     """Check ``fit``'s scalar arguments; returns ``batch_size`` as an int (or ``None``)."""
     _checks.integer("Sequential.fit", "epochs", epochs, minimum=0)
-    _checks.integer("Sequential.fit", "verbose", verbose, minimum=0)
+    _checks.boolean("Sequential.fit", "shuffle", shuffle)
+    if not isinstance(verbose, bool):  # verbose=True/False reads naturally: allowed
+        _checks.integer("Sequential.fit", "verbose", verbose, minimum=0)
     _checks.choice("Sequential.fit", "on_nonfinite", on_nonfinite, ("raise", "warn"))
     return None if batch_size is None else _checks.integer("Sequential.fit", "batch_size", batch_size)
 
@@ -122,19 +129,20 @@ def _dtype(model: Any) -> str:
 
 def _array(be: Backend, a: Any, name: str) -> Any:
     """``a`` as a NumPy array of real numbers, or an array already on ``be``; >= 1 axis, >= 1 sample."""
-    if array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray):
+    if array_api_compat.is_array_api_obj(a) and not isinstance(a, np.ndarray | np.generic):
         check_device(name, a, be)
         if not be.xp.isdtype(a.dtype, ("bool", "integral", "real floating")):
             raise TypeError(f"{name}: expected real numbers, got an array of dtype {a.dtype}")
     else:
+        given = type(a).__name__
         try:
             a = np.asarray(a)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"{name}: expected an array of numbers, got {type(a).__name__} that "
-                            f"NumPy cannot turn into one ({exc})") from None
+            raise TypeError(f"{name}: expected an array of numbers, got a {given} that NumPy "
+                            f"cannot turn into one ({exc})") from None
         if a.dtype.kind not in "biuf":
-            raise TypeError(f"{name}: expected real numbers (bool, int or float), got "
-                            f"{type(a).__name__} of dtype {a.dtype}")
+            raise TypeError(f"{name}: expected real numbers (bool, int or float), got a {given}"
+                            f"{' of dtype ' + str(a.dtype) if given == 'ndarray' else ''}")
     if a.ndim == 0:
         raise ValueError(f"{name}: expected one row per sample, got a scalar")
     if a.shape[0] == 0:
@@ -198,8 +206,8 @@ def _reject(a: Any, bad: Any, name: str, problem: str, offending: Any = None, hi
     values = rows[bad_host]
     values = np.unique(values[offending(values)] if offending else values)
     shown = ", ".join(str(v) for v in values[:6]) + (", ..." if values.size > 6 else "")
-    raise ValueError(f"{name} {problem}: sample {first} (one of {int(bad_host.sum())}) is "
-                     f"{_short(rows[first])}; offending values: {shown}{hint}")
+    raise ValueError(f"{name} {problem}; offending values: {shown} (first at sample {first}: "
+                     f"{_short(rows[first])}; {int(bad_host.sum())} samples affected){hint}")
 
 
 def _short(row: np.ndarray) -> str:

@@ -131,7 +131,7 @@ class Sequential:
         if self.loss is None or self.optimizer is None:
             raise ValueError("Sequential.fit needs a loss and an optimizer: "
                              "Sequential(layers, loss='mse', optimizer=portnn.SGD(0.1))")
-        batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite)
+        batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle)
         x, y = _inputs.prepare(self, x, y)
         if validation_data is not None:
             validation_data = _inputs.prepare_validation(self, validation_data)
@@ -202,9 +202,9 @@ class Sequential:
             correct = _add(correct, self.loss.correct(out, yb))
         return _read_back(total, correct, n)
 
-    def _to_device(self, x: Any, y: Any = None) -> Any:
+    def _to_device(self, x: Any, *y: Any) -> Any:
         """The checked data boundary (:mod:`portnn._inputs`): ``x`` or ``(x, y)`` on the device."""
-        return _inputs.prepare(self, x, y)
+        return _inputs.prepare(self, x, *y)
 
     # ------------------------------------------------------------------ checkpoints
 

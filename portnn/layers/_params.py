@@ -41,7 +41,7 @@ class Params(dict):
         dtype = getattr(self._layer, "dtype", None) or (
             str(current.dtype).rpartition(".")[2] if current is not None else "float32")
         target = self._backend()
-        if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.ndarray):
+        if array_api_compat.is_array_api_obj(value) and not isinstance(value, np.ndarray | np.generic):
             source = backend_of(value)
             if source != target:
                 raise DeviceMismatchError(
