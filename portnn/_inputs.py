@@ -225,7 +225,11 @@ def _targets(model: Any, be: Backend, x: Any, y: Any, name: str) -> Any:
             y = _floats(be, y, dtype, name)
         _reject(y, _not_finite(y), name, "holds NaN or inf", _nonfinite)
         return _move(be, y)
-    out = tuple(model.forward(x[:1, ...]).shape)  # one sample: the model's output shape
+    try:  # one sample through the model: its output shape, and a clear error for a wrong x
+        out = tuple(model.forward(x[:1, ...]).shape)
+    except ValueError as exc:
+        raise ValueError(f"{name[:-1]}x: samples of shape {tuple(x.shape[1:])} do not fit the model: "
+                         f"{exc}") from exc
     if isinstance(loss, CrossEntropy):
         return _class_targets(be, y, out, dtype, name)
     if tuple(y.shape[1:]) != out[1:]:
