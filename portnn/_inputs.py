@@ -152,12 +152,12 @@ def _array(be: Backend, a: Any, name: str) -> Any:
 
 
 def _features(be: Backend, x: Any, dtype: str, name: str) -> Any:
-    x = _floats(be, _array(be, x, name), dtype, name)
+    x = _floats(be, _array(be, x, name), dtype)
     _reject(x, _not_finite(x), name, "holds NaN or inf", _nonfinite)
     return _move(be, x)
 
 
-def _floats(be: Backend, a: Any, dtype: str, name: str) -> Any:
+def _floats(be: Backend, a: Any, dtype: str) -> Any:
     """``a`` cast to ``dtype`` where it lives; host copies come out C-ordered, positive strides."""
     if _on_device(a):
         return be.xp.astype(a, be.dtype(dtype), copy=False)
@@ -222,7 +222,7 @@ def _targets(model: Any, be: Backend, x: Any, y: Any, name: str) -> Any:
     if not isinstance(loss, CrossEntropy | BinaryCrossEntropy | MSE):
         # A custom loss: only the universal checks; integer targets stay integers.
         if _xp(y).isdtype(y.dtype, "real floating"):
-            y = _floats(be, y, dtype, name)
+            y = _floats(be, y, dtype)
         _reject(y, _not_finite(y), name, "holds NaN or inf", _nonfinite)
         return _move(be, y)
     try:  # one sample through the model: its output shape, and a clear error for a wrong x
@@ -236,7 +236,7 @@ def _targets(model: Any, be: Backend, x: Any, y: Any, name: str) -> Any:
         raise ValueError(f"{name} has shape {tuple(y.shape)} but the model outputs (N, "
                          f"{', '.join(map(str, out[1:]))}) per batch; {type(loss).__name__} needs "
                          f"the same shape (e.g. y.reshape(-1, {out[-1] if len(out) > 1 else 1}))")
-    y = _floats(be, y, dtype, name)
+    y = _floats(be, y, dtype)
     _reject(y, _not_finite(y), name, "holds NaN or inf", _nonfinite)
     if isinstance(loss, BinaryCrossEntropy):
         xp = _xp(y)
@@ -265,7 +265,7 @@ def _class_targets(be: Backend, y: Any, out: tuple[int, ...], dtype: str, name: 
             return xp.astype(labels, be.dtype("int64"), copy=False)
         return be.asarray(labels.astype(np.int64), dtype="int64", copy=False)
     if y.ndim == 2 and y.shape[1] == classes:
-        y = _floats(be, y, dtype, name)
+        y = _floats(be, y, dtype)
         xp = _xp(y)
         bad = (~xp.all(xp.isfinite(y) & (y >= 0) & (y <= 1), axis=1)
                | (xp.abs(xp.sum(y, axis=1) - 1) > 1e-3))

@@ -587,3 +587,29 @@ def test_torch_from_numpy_weights_never_write_into_the_numpy_array(torch):
         model.fit(X, Y, epochs=2, verbose=0)
     np.testing.assert_array_equal(host, 1.0)
     assert not np.array_equal(portnn.to_numpy(model.layers[0].params["weight"]), host)
+
+
+def test_device_data_is_checked_once_per_fit_call_not_per_step(torch):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class CountReadBacks(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.count += func is torch.ops.aten._local_scalar_dense.default
+            return func(*args, **(kwargs or {}))
+
+    counts = []
+    with portnn.use_backend("torch", "cpu") as be:
+        # One-hot rows: integer labels are one-hot encoded per step by CrossEntropy, whose
+        # read-backs are the losses' business (issue 7), not this boundary's.
+        x, y = be.asarray(XI.astype(np.float32)), be.asarray(np.eye(3, dtype=np.float32)[YI])
+        for batch_size in (1, None):
+            model = net("crossentropy", 3)
+            with CountReadBacks() as mode:
+                model.fit(x, y, epochs=2, batch_size=batch_size, verbose=0)
+            counts.append(mode.count)
+    # Per epoch: the loss and the accuracy; per fit call: the checks of x and of the targets.
+    assert counts[0] == counts[1] == 2 * 2 + 2
