@@ -378,6 +378,8 @@ BAD = [
      ValueError, r"BatchNorm\(4\).params\['weight'\]: shape \(3,\)"),
     ("model-split-backends", lambda be: _split_model(be).fit(X, Y, verbose=0), portnn.DeviceMismatchError,
      r"parameters live on different backends \(layers\[0\].*layers\[2\]"),
+    ("model-split-predict", lambda be: _split_model(be).predict(X), portnn.DeviceMismatchError,
+     r"parameters live on different backends.*model.to\(backend, device\)"),
     # ---- NaN epochs
     ("nan-weights", lambda be: _nan_weights().fit(X, Y, epochs=3, verbose=0), portnn.NonFiniteLossError,
      r"training loss is nan at epoch 1/3.*Lower the learning rate"),
@@ -613,3 +615,16 @@ def test_device_data_is_checked_once_per_fit_call_not_per_step(torch):
             counts.append(mode.count)
     # Per epoch: the loss and the accuracy; per fit call: the checks of x and of the targets.
     assert counts[0] == counts[1] == 2 * 2 + 2
+
+
+def test_layers_deepcopy_and_pickle_with_their_checked_params(be):
+    import copy
+    import pickle
+
+    layer = portnn.Dense(2, 3, dtype="float32")
+    layer.params["weight"] = np.arange(6.0).reshape(2, 3)
+    for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        assert twin.params._layer is twin and twin.params["weight"] is not layer.params["weight"]
+        np.testing.assert_array_equal(portnn.to_numpy(twin.params["weight"]), np.arange(6.0).reshape(2, 3))
+        with pytest.raises(ValueError, match=r"Dense\(2, 3\).params\['weight'\]: shape"):
+            twin.params["weight"] = np.ones((3, 3))

@@ -35,6 +35,11 @@ class Params(dict):
         super().clear()
         super().update(values)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # copy.deepcopy and pickle restore the entries as they are: they were checked when set,
+        # and the half-restored layer has no dtype yet to check them against.
+        return _restore, (self._layer, dict(self))
+
     def _checked(self, key: str, value: Any) -> Any:
         where = f"{_name(self._layer)}.params[{key!r}]"
         current = self.get(key)
@@ -70,6 +75,12 @@ class Params(dict):
     def _backend(self) -> Backend:
         first = next(iter(self.values()), None)
         return get_backend() if first is None else backend_of(first)
+
+
+def _restore(layer: Any, values: dict[str, Any]) -> Params:
+    params = Params(layer)
+    params.adopt(values)
+    return params
 
 
 def _name(layer: Any) -> str:
