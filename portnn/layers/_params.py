@@ -51,7 +51,8 @@ class Params(dict):
             if source != target:
                 raise DeviceMismatchError(
                     f"{where}: got an array on {source} but the layer lives on {target}; pass a "
-                    f"NumPy array (portnn moves it) or move the layer with layer.to({source.name!r})")
+                    f"NumPy array (portnn moves it) or move the layer with "
+                    f"layer.to({source.name!r}, {source.device_name!r})")
             xp = target.xp
             if not xp.isdtype(value.dtype, "real floating"):
                 raise TypeError(f"{where}: got an array of dtype {value.dtype}; parameters are "
