@@ -16,6 +16,7 @@ from . import (
     plot,
     training,
 )
+from ._inputs import NonFiniteLossError
 from .backends import (
     Backend,
     BackendError,
@@ -54,10 +55,9 @@ __all__ = [
     "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Flatten", "MaxPool2D", "Reshape",
     "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError", "BinaryCrossEntropy",
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
-    "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "Optimizer",
-    "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "StepDecay", "Tanh",
-    "available_backends", "backends", "callbacks", "data", "from_architecture", "get_backend", "gradcheck",
-    "gradcheck_loss", "initializers", "layers", "losses", "metrics", "optimizers", "plot", "seed",
-    "set_backend",
-    "to_numpy", "training", "use_backend",
+    "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "NonFiniteLossError",
+    "Optimizer", "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "StepDecay", "Tanh",
+    "available_backends", "backends", "callbacks", "data", "from_architecture", "get_backend",
+    "gradcheck", "gradcheck_loss", "initializers", "layers", "losses", "metrics", "optimizers", "plot",
+    "seed", "set_backend", "to_numpy", "training", "use_backend",
 ]

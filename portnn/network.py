@@ -6,9 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
-from . import _checkpoint, losses, optimizers, training
+from . import _checkpoint, _checks, _inputs, losses, optimizers, training
 from . import callbacks as _callbacks
 from . import layers as layers_module
 from . import metrics as _metrics
@@ -48,7 +46,7 @@ class Sequential:
                  optimizer: str | optimizers.Optimizer | None = None,
                  backend: str | Backend | None = None, device: str | None = None,
                  metrics: Sequence[str] | None = None) -> None:
-        self.layers = list(layers)
+        self.layers = _checks.layer_list(layers)
         self.metrics = None if metrics is None else list(metrics)
         self.stop_training = False  # a callback sets it to end fit after the current epoch
         self._input_shape: tuple[int, ...] | None = None  # one sample's shape, for summary()
@@ -110,7 +108,8 @@ class Sequential:
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
             shuffle: bool = True, validation_data: tuple[Any, Any] | None = None,
             verbose: int = 1, callbacks: Sequence[Callback | CallbackFn] = (),
-            class_weight: dict[int, float] | None = None, sample_weight: Any = None) -> History:
+            class_weight: dict[int, float] | None = None, sample_weight: Any = None,
+            on_nonfinite: str = "raise") -> History:
         """Train for ``epochs`` passes over ``(x, y)``; the loop is :func:`portnn.training.fit`.
 
         Args:
@@ -131,6 +130,9 @@ class Sequential:
                 by its class's weight.
             sample_weight: one weight per sample (multiplies ``class_weight``).
                 The loss is then the weighted mean ``sum(w_i l_i) / sum(w_i)``.
+            on_nonfinite: a NaN/inf epoch loss raises
+                :class:`portnn.NonFiniteLossError` (``"raise"``) or warns and
+                stops (``"warn"``).
 
         Returns:
             A :class:`History` of per-epoch floats.
@@ -141,7 +143,8 @@ class Sequential:
         """
         return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                             validation_data=validation_data, verbose=verbose, callbacks=callbacks,
-                            class_weight=class_weight, sample_weight=sample_weight)
+                            class_weight=class_weight, sample_weight=sample_weight,
+                            on_nonfinite=on_nonfinite)
 
     @on_device
     def predict(self, x: Any, batch_size: int | None = None) -> Any:
@@ -150,6 +153,8 @@ class Sequential:
         Use :func:`portnn.to_numpy` to bring it to the host.
         """
         x = self._to_device(x)
+        if batch_size is not None:
+            _checks.integer("Sequential.predict", "batch_size", batch_size)
         if batch_size is None:
             return self.forward(x)
         n = x.shape[0]
@@ -159,6 +164,8 @@ class Sequential:
     @on_device
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
         """Mean loss and metrics (accuracy for classification losses) on ``(x, y)``, as floats."""
+        if batch_size is not None:
+            _checks.integer("Sequential.evaluate", "batch_size", batch_size)
         return training.evaluate(self, x, y, batch_size=batch_size)
 
     @on_device
@@ -176,20 +183,11 @@ class Sequential:
         print(table)
         return table
 
-    def _dtype(self) -> str:
-        return next((layer.dtype for layer in self.layers if hasattr(layer, "dtype")),
-                    "float32")
-
-    def _to_device(self, x: Any, *rest: Any) -> Any:
-        be = self.backend
-        # Inputs are only read: no copy where the backend can share the caller's memory.
-        moved = [be.asarray(a, dtype=self._dtype() if _is_float(a) else None, copy=False)
-                 for a in (x, *rest)]
-        self._input_shape = tuple(moved[0].shape[1:])
-        if any(a.shape[0] != moved[0].shape[0] for a in moved):
-            raise ValueError(f"Sequential: x has {moved[0].shape[0]} samples but y has "
-                             f"{moved[1].shape[0]}")
-        return moved[0] if not rest else tuple(moved)
+    def _to_device(self, x: Any, *y: Any) -> Any:
+        """The checked data boundary (:mod:`portnn._inputs`): ``x`` or ``(x, y)`` on the device."""
+        moved = _inputs.prepare(self, x, *y)
+        self._input_shape = tuple((moved[0] if y else moved).shape[1:])  # for summary()
+        return moved
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -224,13 +222,6 @@ class Sequential:
             return _checkpoint.load(cls, path, backend, device)
 
 
-def _is_float(a: Any) -> bool:
-    dtype = getattr(a, "dtype", None)
-    if dtype is None:
-        return np.asarray(a).dtype.kind == "f"
-    return "float" in str(dtype)
-
-
 _ACTIVATIONS = {"relu": layers_module.ReLU, "sigmoid": layers_module.Sigmoid,
                 "tanh": layers_module.Tanh, "softmax": layers_module.Softmax,
                 "leaky_relu": layers_module.LeakyReLU}
@@ -245,7 +236,7 @@ def from_architecture(architecture: Sequence[dict[str, Any]], **kwargs: Any) -> 
         ...     {"input_dim": 4, "output_dim": 1, "activation": "sigmoid"}], loss="binary_crossentropy")
     """
     built: list[Layer] = []
-    for i, spec in enumerate(architecture):
+    for i, spec in enumerate(_checks.architecture(architecture)):
         built.append(layers_module.Dense(spec["input_dim"], spec["output_dim"],
                                          init=spec.get("init", "glorot_uniform")))
         act = (spec.get("activation") or "linear").lower()

@@ -21,8 +21,10 @@ def summary(model: Any, input_shape: Sequence[int] | None = None) -> str:
         raise ValueError("Sequential.summary: the input shape is not known yet; pass the shape of "
                          "one sample without the batch axis, e.g. summary(input_shape=(1, 28, 28)), "
                          "or call fit/predict first")
+    from ._inputs import _dtype
+
     be = model.backend
-    x = be.xp.zeros((1, *shape), dtype=be.dtype(model._dtype()), device=be.device)
+    x = be.xp.zeros((1, *shape), dtype=be.dtype(_dtype(model)), device=be.device)
     rows = []
     trainable = frozen = trainable_bytes = frozen_bytes = 0
     for i, layer in enumerate(model.layers):

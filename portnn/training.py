@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _inputs
 from . import callbacks as callbacks_module
 from . import metrics as metrics_module
 from .backends import init_rng
@@ -60,24 +61,24 @@ def train_step(model: Any, x: Any, y: Any, weight: Any = None) -> tuple[Any, Any
 def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
         shuffle: bool = True, validation_data: tuple[Any, Any] | None = None, verbose: int = 1,
         callbacks: Sequence[Any] = (), class_weight: dict[int, float] | None = None,
-        sample_weight: Any = None) -> History:
+        sample_weight: Any = None, on_nonfinite: str = "raise") -> History:
     """Train ``model``; see :meth:`portnn.Sequential.fit` for the arguments."""
     if model.loss is None or model.optimizer is None:
         raise ValueError("Sequential.fit needs a loss and an optimizer: "
                          "Sequential(layers, loss='mse', optimizer=portnn.SGD(0.1))")
     _check_values_device(model, "fit")
+    batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle)
     metrics = metrics_module.get(model.metrics, model.loss)
-    weights = sample_weights(y, class_weight, sample_weight)
-    x, y = model._to_device(x, y)
+    raw_y = y
+    x, y = model._to_device(x, y)  # the checked data boundary (portnn._inputs)
+    weights = sample_weights(raw_y, class_weight, sample_weight)
     if validation_data is not None:
-        validation_data = model._to_device(*validation_data)
+        validation_data = _inputs.prepare_validation(model, validation_data)
     n = x.shape[0]
-    batch_size = n if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise ValueError(f"Sequential.fit: batch_size must be >= 1 or None, got {batch_size}")
+    batch_size = batch_size or n
     be = model.backend
     xp = be.xp
-    w_device = None if weights is None else be.asarray(weights, dtype=model._dtype(), copy=False)
+    w_device = None if weights is None else be.asarray(weights, dtype=_inputs._dtype(model), copy=False)
     keys = ["loss", *metrics]
     produced = keys + [f"val_{k}" for k in keys] * (validation_data is not None)
     cbs = callbacks_module.wrap(callbacks)
@@ -125,6 +126,8 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             progress.epoch_end(epoch, logs)
+            if _inputs.stop_on_nonfinite(history, logs, epoch + 1, epochs, on_nonfinite):
+                break
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
             if model.stop_training:
