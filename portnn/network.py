@@ -12,6 +12,7 @@ from . import _checkpoint, losses, optimizers
 from . import layers as layers_module
 from ._checkpoint import CheckpointError
 from .backends import Backend, get_backend, init_rng
+from .backends import _fast as fast
 from .layers import Layer
 
 __all__ = ["CheckpointError", "History", "Sequential", "from_architecture"]
@@ -137,7 +138,6 @@ class Sequential:
         if batch_size < 1:
             raise ValueError(f"Sequential.fit: batch_size must be >= 1 or None, got {batch_size}")
         be = self.backend
-        xp = be.xp
         history = History()
         # Schedules continue across fit calls and checkpoints: optimizer.epoch counts epochs done.
         first = self.optimizer.epoch
@@ -151,7 +151,7 @@ class Sequential:
                     xb, yb = x[start:stop, ...], y[start:stop, ...]
                 else:
                     idx = order[start:stop]
-                    xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
+                    xb, yb = fast.take(x, idx), fast.take(y, idx)
                 loss, hits = self.train_step(xb, yb)
                 total, correct = _add(total, loss * xb.shape[0]), _add(correct, hits)
             self.optimizer.epoch = first + epoch + 1
