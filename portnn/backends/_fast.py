@@ -21,7 +21,7 @@ import array_api_compat as compat
 
 from . import array_namespace
 
-__all__ = ["clip", "col2im", "foreach", "iota", "mask", "portable", "sliding_windows", "take",
+__all__ = ["clip", "col2im", "foreach", "iota", "launch_bound", "mask", "portable", "sliding_windows", "take",
            "take_along_axis"]
 
 _portable: contextvars.ContextVar[bool] = contextvars.ContextVar("portnn_portable", default=False)
@@ -37,8 +37,16 @@ def portable() -> Iterator[None]:
         _portable.reset(token)
 
 
+_IS_TORCH: dict[type, bool] = {}
+
+
 def _torch(x: Any) -> bool:
-    return not _portable.get() and compat.is_torch_array(x)
+    # Cached per array type: array-api-compat's checks cost microseconds, several times a step.
+    kind = type(x)
+    found = _IS_TORCH.get(kind)
+    if found is None:
+        found = _IS_TORCH[kind] = compat.is_torch_array(x)
+    return found and not _portable.get()
 
 
 def _numpy_or_cupy(x: Any) -> Any:
@@ -65,6 +73,9 @@ def take_along_axis(x: Any, indices: Any, axis: int) -> Any:
     """``xp.take_along_axis`` (torch: one ``gather`` instead of 5 ops)."""
     if _torch(x):
         return x.gather(axis, indices)
+    if _numpy_or_cupy(x) is not None and x.ndim == 2 and axis in (1, -1):
+        # Integer-array indexing: NumPy's take_along_axis builds its index in Python (~15 us).
+        return x[iota(x.shape[0], like=indices)[:, None], indices]
     return array_namespace(x).take_along_axis(x, indices, axis=axis)
 
 
@@ -107,16 +118,27 @@ def iota(n: int, like: Any) -> Any:
     return found
 
 
+def launch_bound(x: Any) -> bool:
+    """Whether fewer, larger operations beat more, cheaper ones for ``x``'s library.
+
+    True on GPUs and for torch, whose every op is a kernel launch or a dispatch;
+    False for NumPy, where an element-wise pass over strided views is cheap but a
+    reduction along a short trailing axis (a 2x2 window) costs a loop per row.
+    """
+    return _portable.get() or not compat.is_numpy_array(x)
+
+
 def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> Any | None:
     """A view ``(A, B, oh, ow, kh, kw)`` of every window of ``x`` ``(A, B, H, W)``, or ``None``.
 
-    ``None`` where the library has no strided window view (the caller stacks slices).
+    ``None`` where the library has no strided window view (the caller stacks one slice per
+    offset), and for NumPy, where copying that 6-d view is slower than stacking the slices.
     """
     (kh, kw), (sh, sw) = kernel, stride
     if _torch(x):
         return x.unfold(2, kh, sh).unfold(3, kw, sw)
     lib = _numpy_or_cupy(x)
-    if lib is not None:
+    if lib is not None and lib.__name__ == "cupy":
         return lib.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     return None
 

@@ -1,8 +1,9 @@
 """2-D max and average pooling over NCHW inputs (no padding, as PyTorch's defaults).
 
-Non-overlapping windows (stride == kernel, the usual case) pool by a free
-reshape into ``(N, C, oh, kh, ow, kw)`` tiles and one reduction; overlapping
-ones by one strided slice per kernel offset.
+Two ways to pool, both plain Array API code: by a reshape into non-overlapping
+``(N, C, oh, ow, kh*kw)`` tiles and one reduction (few operations: what a GPU,
+where each is a kernel launch, wants), or by one element-wise pass per kernel
+offset over strided views (what NumPy wants, and what overlapping windows need).
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ class _Pool2D(Layer):
         self._k = pair(kernel_size, self.name, "kernel_size")
         self._s = self._k if stride is None else pair(stride, self.name, "stride")
 
+    def _tiled(self, x: Any) -> bool:
+        return self._k == self._s and fast.launch_bound(x)
+
+    def _gather(self, grads: list[Any]) -> Any:
+        """The input gradient from one ``(N, C, oh, ow)`` gradient per kernel offset."""
+        if self._k != self._s:
+            return scatter_windows(grads, self._shape, self._k, self._s)
+        # Non-overlapping tiles: interleave the offsets with two stacks and a free reshape,
+        # cheaper than zero-filling and scatter-adding K strided slices.
+        xp = array_namespace(grads[0])
+        (kh, kw), (n, c, _, _), (oh, ow) = self._k, self._shape, grads[0].shape[2:]
+        rows = [xp.stack(grads[i * kw:(i + 1) * kw], axis=-1) for i in range(kh)]
+        return self._pad(xp.reshape(xp.stack(rows, axis=3), (n, c, oh * kh, ow * kw)))
+
     def _check(self, x: Any) -> tuple[int, int]:
         check_nchw(self.name, x)
         self._shape = tuple(x.shape)
@@ -42,12 +57,16 @@ class _Pool2D(Layer):
     def _untile(self, dtiles: Any) -> Any:
         """The adjoint of :meth:`_tiles`: ``(N, C, oh, ow, kh*kw)`` back to the input's shape."""
         xp = array_namespace(dtiles)
-        (kh, kw), (n, c, h, w), (oh, ow) = self._k, self._shape, dtiles.shape[2:4]
+        (kh, kw), (n, c), (oh, ow) = self._k, self._shape[:2], dtiles.shape[2:4]
         dx = xp.reshape(dtiles, (n, c, oh, ow, kh, kw))
-        dx = xp.reshape(xp.permute_dims(dx, (0, 1, 2, 4, 3, 5)), (n, c, oh * kh, ow * kw))
-        if (oh * kh, ow * kw) == (h, w):
+        return self._pad(xp.reshape(xp.permute_dims(dx, (0, 1, 2, 4, 3, 5)), (n, c, oh * kh, ow * kw)))
+
+    def _pad(self, dx: Any) -> Any:
+        """Zero rows and columns for the input's remainder past the last whole tile."""
+        (h, w), (th, tw) = self._shape[2:], dx.shape[2:]
+        if (th, tw) == (h, w):
             return dx
-        return xpx.pad(dx, ((0, 0), (0, 0), (0, h - oh * kh), (0, w - ow * kw)), xp=xp)
+        return xpx.pad(dx, ((0, 0), (0, 0), (0, h - th), (0, w - tw)), xp=array_namespace(dx))
 
 
 class MaxPool2D(_Pool2D):
@@ -61,7 +80,7 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: Any, training: bool = False) -> Any:
         xp = array_namespace(x)
         out = self._check(x)
-        if self._k == self._s:
+        if self._tiled(x):
             tiles = self._tiles(x, out)
             # argmax picks the first maximum of each window, as PyTorch's gradient does.
             self._argmax = xp.argmax(tiles, axis=-1)
@@ -75,7 +94,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dy: Any) -> Any:
         xp = array_namespace(dy)
-        if self._k == self._s:
+        if self._tiled(dy):
             first = self._argmax[..., None] == fast.iota(self._k[0] * self._k[1], like=self._argmax)
             return self._untile(dy[..., None] * fast.mask(first, dy.dtype))
         grads, rest = [], dy
@@ -85,7 +104,7 @@ class MaxPool2D(_Pool2D):
         for part in windows(self.x, self._k, self._s, tuple(self.y.shape[2:])):
             grads.append(rest * xp.astype(part == self.y, dy.dtype))
             rest = rest - grads[-1]
-        return scatter_windows(grads, self._shape, self._k, self._s)
+        return self._gather(grads)
 
 
 class AvgPool2D(_Pool2D):
@@ -99,7 +118,7 @@ class AvgPool2D(_Pool2D):
     def forward(self, x: Any, training: bool = False) -> Any:
         out = self._check(x)
         area = self._k[0] * self._k[1]
-        if self._k == self._s:
+        if self._tiled(x):
             return array_namespace(x).sum(self._tiles(x, out), axis=-1) / area
         parts = windows(x, self._k, self._s, out)
         total = parts[0]
@@ -109,7 +128,7 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, dy: Any) -> Any:
         area = self._k[0] * self._k[1]
-        if self._k == self._s:
+        if self._tiled(dy):
             xp = array_namespace(dy)
             return self._untile(xp.broadcast_to((dy / area)[..., None], (*dy.shape, area)))
-        return scatter_windows([dy / area] * area, self._shape, self._k, self._s)
+        return self._gather([dy / area] * area)
