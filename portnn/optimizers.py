@@ -54,25 +54,29 @@ class Optimizer:
         """Apply one update to every parameter of ``layers`` from its stored gradient."""
         self.t += 1
         lr = self.current_lr
-        keys, params, grads = [], [], []
+        params, grads, states = [], [], []
         for i, layer in enumerate(layers):
             for key, w in layer.params.items():
                 g = layer.grads.get(key)
                 if g is None:
                     raise ValueError(f"{type(self).__name__}.step: layer {i} ({type(layer).__name__}) "
                                      f"has no gradient for {key!r}; run backward before step")
-                keys.append(f"{i}.{key}")
                 params.append(w)
                 grads.append(g)
+                states.append(self._state(f"{i}.{key}"))
         # Every (parameter, gradient) pair is gathered here: transforms of all gradients go here.
-        states = [self.state.setdefault(key, {}) for key in keys]
         each = fast.foreach(params[0]) if params else None
         if each is not None and self.update_all(each, params, grads, states, lr):
             return
+        decay = 0.0 if self.decoupled else self.weight_decay
         for w, g, state in zip(params, grads, states, strict=True):
-            if self.weight_decay and not self.decoupled:
-                g = g + self.weight_decay * w
-            self.update(w, g, state, lr)
+            self.update(w, g + decay * w if decay else g, state, lr)
+
+    def _state(self, key: str) -> dict[str, Any]:
+        state = self.state.get(key)  # not setdefault(key, {}): that builds a dict every step
+        if state is None:
+            state = self.state[key] = {}
+        return state
 
     def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
         """The portable update of one parameter (the reference the fast path is tested against)."""
