@@ -254,13 +254,15 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     results = {f"mlp {k}": samples / t for k, t in mlp.items()}
     for name, seconds in mlp.items():
         print(f"  {name:20s} {samples / seconds:9.0f}")
-    targets = {"numpy-handwritten": 1.0, "torch-cpu": 1.5}
+    # The PyTorch target is for its default threads; single-threaded it is only a comparison.
+    targets = {"numpy-handwritten": 1.0, "torch-cpu": None if args.threads == 1 else 1.5}
     for name, seconds in mlp.items():
         if name != "portnn-numpy":
-            ratio = seconds / mlp["portnn-numpy"]
+            ratio, target = seconds / mlp["portnn-numpy"], targets[name]
             results[f"mlp ratio {name}"] = ratio
-            print(f"  portnn / {name:17s} {ratio:6.2f}x the throughput   (target >= {targets[name]}x: "
-                  f"{'met' if ratio >= targets[name] else 'MISSED'})")
+            mark = "" if target is None else \
+                f"   (target >= {target}x: {'met' if ratio >= target else 'MISSED'})"
+            print(f"  portnn / {name:17s} {ratio:6.2f}x the throughput{mark}")
 
     epochs = 5 if quick else 250
     xor = best_time({k: make(epochs) for k, make in xor_makers.items()}, rounds, 1)

@@ -56,6 +56,8 @@ class Optimizer:
         lr = self.current_lr
         params, grads, states = [], [], []
         for i, layer in enumerate(layers):
+            if not layer.params:
+                continue
             for key, w in layer.params.items():
                 g = layer.grads.get(key)
                 if g is None:
@@ -63,20 +65,16 @@ class Optimizer:
                                      f"has no gradient for {key!r}; run backward before step")
                 params.append(w)
                 grads.append(g)
-                states.append(self._state(f"{i}.{key}"))
+                name = f"{i}.{key}"
+                state = self.state.get(name)  # not setdefault(name, {}): a new dict every step
+                states.append(state if state is not None else self.state.setdefault(name, {}))
         # Every (parameter, gradient) pair is gathered here: transforms of all gradients go here.
         each = fast.foreach(params[0]) if params else None
         if each is not None and self.update_all(each, params, grads, states, lr):
             return
-        decay = 0.0 if self.decoupled else self.weight_decay
+        decay, update = (0.0 if self.decoupled else self.weight_decay), self.update
         for w, g, state in zip(params, grads, states, strict=True):
-            self.update(w, g + decay * w if decay else g, state, lr)
-
-    def _state(self, key: str) -> dict[str, Any]:
-        state = self.state.get(key)  # not setdefault(key, {}): that builds a dict every step
-        if state is None:
-            state = self.state[key] = {}
-        return state
+            update(w, g + decay * w if decay else g, state, lr)
 
     def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
         """The portable update of one parameter (the reference the fast path is tested against)."""
