@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_extra as xpx
+from array_api_compat import device as device_of
 
 from ..backends import _fast as fast
 from ..backends import array_namespace
@@ -35,12 +36,14 @@ class _Pool2D(Layer):
         """The input gradient from one ``(N, C, oh, ow)`` gradient per kernel offset."""
         if self._k != self._s:
             return scatter_windows(grads, self._shape, self._k, self._s)
-        # Non-overlapping tiles: interleave the offsets with two stacks and a free reshape,
-        # cheaper than zero-filling and scatter-adding K strided slices.
+        # Non-overlapping tiles: each offset's gradient fills its slot of one (N, C, oh, kh, ow, kw)
+        # array, cheaper than zero-filling and scatter-adding K strided slices.
         xp = array_namespace(grads[0])
         (kh, kw), (n, c, _, _), (oh, ow) = self._k, self._shape, grads[0].shape[2:]
-        rows = [xp.stack(grads[i * kw:(i + 1) * kw], axis=-1) for i in range(kh)]
-        return self._pad(xp.reshape(xp.stack(rows, axis=3), (n, c, oh * kh, ow * kw)))
+        dx = xp.empty((n, c, oh, kh, ow, kw), dtype=grads[0].dtype, device=device_of(grads[0]))
+        for k, part in enumerate(grads):
+            dx[:, :, :, k // kw, :, k % kw] = part
+        return self._pad(xp.reshape(dx, (n, c, oh * kh, ow * kw)))
 
     def _check(self, x: Any) -> tuple[int, int]:
         check_nchw(self.name, x)
@@ -103,7 +106,8 @@ class MaxPool2D(_Pool2D):
         # Multiplying by masks is much faster than xp.where, which branches per element.
         for part in windows(self.x, self._k, self._s, tuple(self.y.shape[2:])):
             grads.append(rest * xp.astype(part == self.y, dy.dtype))
-            rest = rest - grads[-1]
+            if len(grads) < self._k[0] * self._k[1]:  # the last offset leaves no rest to pass on
+                rest = rest - grads[-1]
         return self._gather(grads)
 
 
