@@ -116,11 +116,12 @@ class CrossEntropy(Loss):
         if y_true.ndim == 1:
             self._labels = labels = self._label_array(y_pred, y_true)
             # -log p[label] = log(s) - shifted[label]: one gather, no one-hot.
-            per_sample = xp.log(s) - fast.take_along_axis(shifted, labels[:, None], axis=1)
+            picked = fast.take_along_axis(shifted, labels[:, None], axis=1)
+            per_sample = xp.log(s[:, 0]) - picked[:, 0]
         else:
             self._t = t = self._same_shape(y_pred, y_true)
             per_sample = -xp.sum(t * (shifted - xp.log(s)), axis=1)
-        return xp.mean(per_sample)  # per_sample is (batch, 1) or (batch,): weight it here
+        return xp.mean(per_sample)  # per_sample is (batch,): weight it here
 
     def backward(self) -> Any:
         n = self._e.shape[0]
