@@ -1,12 +1,14 @@
 """Fast paths: one library call where the portable Array API code needs several.
 
 On a GPU every array operation is a kernel launch, so a training step's speed
-is its number of operations. Each function here takes the library's own
-shorter route (torch ``gather``/``index_select``/``unfold``/``fold`` and
-``_foreach_*``; NumPy/CuPy ``sliding_window_view`` and native ``clip``) and
-otherwise falls back to the portable Array API code. Inside
-``with portable():`` every function takes the portable route, which is how
-the tests check each fast path equal to it on every backend and device.
+is its number of operations; on NumPy a per-sample step's speed is its Python
+overhead. Each function here takes the library's own shorter route (torch
+``gather``/``index_select``/``unfold``/``fold``/``clamp`` and ``_foreach_*``;
+CuPy ``sliding_window_view``; NumPy/CuPy native ``clip``, integer-array
+indexing, ``add.reduce``) and otherwise falls back to the portable Array API
+code. Inside ``with portable():`` every function takes the portable route,
+which is how ``tests/test_fast_paths.py`` checks each fast path equal to it
+on every backend and device.
 """
 
 from __future__ import annotations
