@@ -17,6 +17,7 @@ import numpy as np
 from . import _inputs
 from . import callbacks as callbacks_module
 from . import metrics as metrics_module
+from .backends import _fast as fast
 from .backends import init_rng
 from .progress import Progress
 
@@ -77,7 +78,6 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     n = x.shape[0]
     batch_size = batch_size or n
     be = model.backend
-    xp = be.xp
     w_device = None if weights is None else be.asarray(weights, dtype=_inputs._dtype(model), copy=False)
     keys = ["loss", *metrics]
     produced = keys + [f"val_{k}" for k in keys] * (validation_data is not None)
@@ -107,8 +107,8 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                     wb = None if w_device is None else w_device[start:stop]
                 else:
                     idx = order_dev[start:stop]
-                    xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
-                    wb = None if w_device is None else xp.take(w_device, idx, axis=0)
+                    xb, yb = fast.take(x, idx), fast.take(y, idx)
+                    wb = None if w_device is None else fast.take(w_device, idx)
                 loss, out = train_step(model, xb, yb, wb)
                 # The batch loss is a (weighted) mean: weigh it by the batch's share (host floats).
                 share = stop - start if weights is None else float(
