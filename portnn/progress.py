@@ -53,6 +53,11 @@ class Progress:
         self._last = 0.0
         self.reads = 0  # loss read-backs made for the bar (tests count them)
 
+    @property
+    def has_bar(self) -> bool:
+        """Whether a bar is showing (the loop skips :meth:`step` otherwise)."""
+        return self._bar is not None
+
     def epoch_begin(self, epoch: int) -> None:
         if self._tqdm is not None:
             self._bar = self._tqdm(total=self.steps, desc=f"epoch {epoch + 1}/{self.epochs}",

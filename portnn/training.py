@@ -97,6 +97,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
             order = init_rng().permutation(n) if shuffle else None
             order_dev = None if order is None else be.asarray(order, copy=False)
             progress.epoch_begin(epoch)
+            bar = progress.has_bar
             total: Any = None
             sums: dict[str, Any] = {}
             weight_sum = 0.0
@@ -117,7 +118,8 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                 total = _add(total, loss * share)
                 for name, metric in metrics.items():
                     sums[name] = _add(sums.get(name), metric(out, yb, model.loss))
-                progress.step(total, weight_sum)
+                if bar:
+                    progress.step(total, weight_sum)
             model.optimizer.epoch = first + epoch + 1
             logs = _read_back(total, weight_sum, sums, n)
             if validation_data is not None:
