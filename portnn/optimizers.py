@@ -67,7 +67,7 @@ class Optimizer:
         """Apply one update to every parameter of ``layers`` from its stored gradient."""
         self.t += 1
         lr = self.current_lr
-        params, grads, states = [], [], []
+        params, grads, states, known = [], [], [], self.state
         for i, layer in enumerate(layers):
             if not layer.params:
                 continue
@@ -79,16 +79,18 @@ class Optimizer:
                 params.append(w)
                 grads.append(g)
                 name = f"{i}.{key}"
-                state = self.state.get(name)  # not setdefault(name, {}): a new dict every step
-                states.append(state if state is not None else self.state.setdefault(name, {}))
+                state = known.get(name)  # not setdefault(name, {}): a new dict every step
+                states.append(state if state is not None else known.setdefault(name, {}))
         # Every (parameter, gradient) pair is gathered here: transforms of all gradients go here.
         grads = clipping.clip_gradients(grads, self.clipnorm, self.global_clipnorm, self.clipvalue)
         each = fast.foreach(params[0]) if params else None
         if each is not None and self.update_all(each, params, grads, states, lr):
             return
         decay, update = (0.0 if self.decoupled else self.weight_decay), self.update
+        if decay:
+            grads = [g + decay * w for w, g in zip(params, grads, strict=True)]
         for w, g, state in zip(params, grads, states, strict=True):
-            update(w, g + decay * w if decay else g, state, lr)
+            update(w, g, state, lr)
 
     def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
         """The portable update of one parameter (the reference the fast path is tested against)."""

@@ -50,11 +50,13 @@ def train_step(model: Any, x: Any, y: Any, weight: Any = None) -> tuple[Any, Any
     loss = model.loss(out, y) if weight is None else model.loss(out, y, weight)
     dy = model.loss.backward()
     # Nothing reads the gradient below the first trained layer: stop there, without its dx.
-    first = next((i for i, layer in enumerate(model.layers) if layer.params), None)
-    if first is not None:
-        for layer in model.layers[:first:-1]:
+    layers, first = model.layers, 0
+    while first < len(layers) and not layers[first].params:  # a loop: no generator per step
+        first += 1
+    if first < len(layers):
+        for layer in layers[:first:-1]:
             dy = layer.backward(dy)
-        model.layers[first].backward_params(dy)
+        layers[first].backward_params(dy)
     model.optimizer.step(model.layers)
     return loss, out
 
