@@ -100,14 +100,18 @@ class MaxPool2D(_Pool2D):
         if self._tiled(dy):
             first = self._argmax[..., None] == fast.iota(self._k[0] * self._k[1], like=self._argmax)
             return self._untile(dy[..., None] * fast.mask(first, dy.dtype))
-        grads, rest = [], dy
-        # Offsets in row-major kernel order: the first one equal to the maximum takes all of
-        # what is left of dy (all of it), later equal ones get zero, as in PyTorch.
-        # Multiplying by masks is much faster than xp.where, which branches per element.
+        grads, taken = [], None
+        # Offsets in row-major kernel order: the first one equal to the maximum takes all of dy,
+        # later equal ones get zero, as in PyTorch. The bookkeeping is on 1-byte bools, and
+        # multiplying by a mask is much faster than xp.where, which branches per element.
         for part in windows(self.x, self._k, self._s, tuple(self.y.shape[2:])):
-            grads.append(rest * xp.astype(part == self.y, dy.dtype))
-            if len(grads) < self._k[0] * self._k[1]:  # the last offset leaves no rest to pass on
-                rest = rest - grads[-1]
+            hit = part == self.y
+            if taken is None:
+                taken = hit
+            else:
+                hit = xp.logical_and(hit, xp.logical_not(taken))
+                taken = xp.logical_or(taken, hit)
+            grads.append(dy * fast.mask(hit, dy.dtype))
         return self._gather(grads)
 
 
