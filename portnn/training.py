@@ -108,6 +108,10 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                 if order_dev is None:
                     xb, yb = x[start:stop, ...], y[start:stop, ...]
                     wb = None if w_device is None else w_device[start:stop]
+                elif stop - start == 1:  # a batch of one is a slice (a view), cheaper than a gather
+                    i = int(order[start])  # order is on the host: no device read
+                    xb, yb = x[i:i + 1, ...], y[i:i + 1, ...]
+                    wb = None if w_device is None else w_device[i:i + 1]
                 else:
                     idx = order_dev[start:stop]
                     xb, yb = fast.take(x, idx), fast.take(y, idx)
