@@ -123,7 +123,7 @@ class Conv2D(Layer):
                                    (-1, n * oh * ow))
         y = xp.reshape(self.params["weight"], (self.out_channels, -1)) @ self.cols
         if self.bias:
-            y = y + self.params["bias"][:, None]
+            y += self.params["bias"][:, None]  # in place: y is new (as in Dense)
         return xp.permute_dims(xp.reshape(y, (self.out_channels, n, oh, ow)), (1, 0, 2, 3))
 
     def backward(self, dy: Any) -> Any:
