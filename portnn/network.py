@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import _checkpoint, losses, optimizers
+from . import distributed as _distributed
 from . import layers as layers_module
 from ._checkpoint import CheckpointError
 from .backends import Backend, get_backend, init_rng
@@ -87,21 +88,27 @@ class Sequential:
             dy = layer.backward(dy)
         return dy
 
-    def train_step(self, x: Any, y: Any) -> tuple[Any, Any]:
+    def train_step(self, x: Any, y: Any, sync: _distributed.DataParallel | None = None) -> tuple[Any, Any]:
         """One forward, backward and update on a batch already on the device.
 
         Returns the batch loss and the number correct (or ``None``) as 0-d
-        device arrays; nothing is read back to the host.
+        device arrays; nothing is read back to the host. ``sync`` (data
+        parallel) weights this rank's loss gradient and sums the gradients
+        over the ranks before the update.
         """
         out = self.forward(x, training=True)
         loss = self.loss(out, y)
         dy = self.loss.backward()
+        if sync is not None:
+            dy = sync.scale(dy)
         # Nothing reads the gradient below the first trained layer: stop there, without its dx.
         first = next((i for i, layer in enumerate(self.layers) if layer.params), None)
         if first is not None:
             for layer in self.layers[:first:-1]:
                 dy = layer.backward(dy)
             self.layers[first].backward_params(dy)
+        if sync is not None:
+            sync.reduce(self.layers)
         self.optimizer.step(self.layers)
         return loss, self.loss.correct(out, y)
 
@@ -109,7 +116,8 @@ class Sequential:
 
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
             shuffle: bool = True, validation_data: tuple[Any, Any] | None = None,
-            verbose: int = 1, callbacks: Sequence[Callback] = ()) -> History:
+            verbose: int = 1, callbacks: Sequence[Callback] = (),
+            distributed: bool | _distributed.Communicator | None = None) -> History:
         """Train for ``epochs`` passes over ``(x, y)``.
 
         Args:
@@ -122,6 +130,9 @@ class Sequential:
             verbose: 0 silent, 1 a line per epoch, ``n`` > 1 every n-th epoch.
             callbacks: ``f(model, epoch, logs)`` after each epoch; returning
                 ``True`` stops training.
+            distributed: a :mod:`portnn.distributed` communicator (``True``:
+                ``init()``): every rank trains on its slice of each global
+                batch of ``batch_size`` and the gradients are summed; rank 0 prints.
 
         Returns:
             A :class:`History` of per-epoch floats.
@@ -139,49 +150,76 @@ class Sequential:
         be = self.backend
         xp = be.xp
         history = History()
+        dp = _distributed.DataParallel.attach(self, distributed)
+        verbose = verbose if dp is None or dp.comm.is_main else 0
         # Schedules continue across fit calls and checkpoints: optimizer.epoch counts epochs done.
         first = self.optimizer.epoch
         for epoch in range(epochs):
             self.optimizer.epoch = first + epoch
-            order = be.asarray(init_rng().permutation(n), copy=False) if shuffle else None
+            order = init_rng().permutation(n) if shuffle else None
+            if dp is not None and shuffle:
+                order = dp.shared(order)
+            order = None if order is None else be.asarray(order, copy=False)
             total = correct = None
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)  # the Array API leaves slicing past the end undefined
+                if dp is not None:
+                    start, stop = dp.shard(start, stop)  # this rank's part of the global batch
+                    if start == stop:
+                        dp.empty_step()
+                        continue
                 if order is None:
                     xb, yb = x[start:stop, ...], y[start:stop, ...]
                 else:
                     idx = order[start:stop]
                     xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
-                loss, hits = self.train_step(xb, yb)
+                loss, hits = self.train_step(xb, yb, dp)
                 total, correct = _add(total, loss * xb.shape[0]), _add(correct, hits)
             self.optimizer.epoch = first + epoch + 1
+            if dp is not None:
+                total, correct = dp.end_epoch(total, correct)
             logs = _read_back(total, correct, n)
             if validation_data is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate(*validation_data).items()})
+                val = self._evaluate(*validation_data) if dp is None else dp.evaluate(*validation_data)
+                logs.update({f"val_{k}": v for k, v in val.items()})
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             if verbose and ((epoch + 1) % verbose == 0 or epoch == 0 or epoch + 1 == epochs):
                 print(format_epoch(epoch + 1, epochs, logs), flush=True)
             if any([cb(self, epoch, logs) for cb in callbacks]):
                 break
+        if dp is not None:
+            dp.close()
         return history
 
-    def predict(self, x: Any, batch_size: int | None = None) -> Any:
+    def predict(self, x: Any, batch_size: int | None = None,
+                distributed: bool | _distributed.Communicator | None = None) -> Any:
         """The network's output for ``x``, as an array on the model's backend.
 
-        Use :func:`portnn.to_numpy` to bring it to the host.
+        Use :func:`portnn.to_numpy` to bring it to the host. ``distributed``:
+        each rank predicts its part of ``x`` and every rank gets all of it.
         """
         x = self._to_device(x)
+        comm = _distributed.resolve(distributed)
+        if comm is not None:
+            return _distributed.predict(self, x, comm, batch_size)
         if batch_size is None:
             return self.forward(x)
         n = x.shape[0]
         outs = [self.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
         return self.backend.xp.concat(outs, axis=0)
 
-    def evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
-        """Mean loss (and accuracy for classification losses) on ``(x, y)``, as floats."""
+    def evaluate(self, x: Any, y: Any, batch_size: int | None = None,
+                 distributed: bool | _distributed.Communicator | None = None) -> dict[str, float]:
+        """Mean loss (and accuracy for classification losses) on ``(x, y)``, as floats.
+
+        ``distributed``: each rank evaluates its part and the sums are reduced.
+        """
         if self.loss is None:
             raise ValueError("Sequential.evaluate needs a loss")
+        comm = _distributed.resolve(distributed)
+        if comm is not None:
+            return _distributed.evaluate(self, *self._to_device(x, y), comm, batch_size)
         return self._evaluate(*self._to_device(x, y), batch_size=batch_size)
 
     def _evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
@@ -223,7 +261,11 @@ class Sequential:
         Example:
             >>> model.save("mnist.npz")
         """
-        _checkpoint.save(self, path)
+        comm = getattr(self, "_comm", None)  # set during a distributed fit (callbacks that save)
+        if comm is None or comm.is_main:
+            _checkpoint.save(self, path)
+        if comm is not None:
+            comm.barrier()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str | Backend | None = None,

@@ -1,0 +1,387 @@
+"""Data-parallel training across processes, GPUs and machines.
+
+Start N copies of a script with ``mpiexec -n N python -m mpi4py train.py`` or
+``torchrun --nproc-per-node=N train.py``; :func:`init` picks the communicator
+from the launcher's environment (a size-1 one when started alone), and
+``model.fit(x, y, batch_size=B, distributed=True)`` then trains every rank on
+its slice of each global batch of ``B`` samples and sums the gradients between
+backward and the optimizer step, so N ranks reach the weights of one process
+with batch ``B``.
+
+The pieces the training loop calls are public for custom loops:
+:func:`prepare`, :func:`shard`, :func:`reduce_gradients`, :func:`reduce_logs`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from . import backends
+from ._communicators import Communicator, MPICommunicator, TorchCommunicator
+from .backends import array_namespace
+
+__all__ = ["Communicator", "DataParallel", "MPICommunicator", "TorchCommunicator", "init", "launcher",
+           "predict_dask", "prepare", "reduce_gradients", "reduce_logs", "shard"]
+
+# Set by mpiexec/srun through PMI/PMIx (MPICH, Intel MPI, MVAPICH, Slurm) or by Open MPI.
+_MPI_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+_KINDS = {"single": Communicator, "mpi": MPICommunicator, "torch": TorchCommunicator}
+_comm: Communicator | None = None
+
+
+def launcher(environ: dict[str, str] | None = None) -> str:
+    """Which launcher started this process: ``"torch"`` (torchrun), ``"mpi"`` or ``"single"``."""
+    env = os.environ if environ is None else environ
+    if "TORCHELASTIC_RUN_ID" in env or {"RANK", "WORLD_SIZE", "MASTER_ADDR"} <= set(env):
+        return "torch"
+    if any(name in env for name in _MPI_VARIABLES) or "mpi4py.MPI" in sys.modules:
+        return "mpi"
+    return "single"
+
+
+def init(kind: str | None = None) -> Communicator:
+    """The communicator of this job, created on the first call and returned again after.
+
+    Args:
+        kind: ``"mpi"``, ``"torch"`` or ``"single"``; default: from the launcher's
+            environment (mpiexec -> mpi4py, torchrun -> ``torch.distributed``, none -> size 1).
+
+    With ``PORTNN_BACKEND=cupy`` (or ``PORTNN_DEVICE=cuda``) and no device
+    index, each rank computes on ``cuda:<local_rank>``. Under MPI an uncaught
+    exception on any rank aborts the whole job instead of leaving the others waiting.
+
+    Example:
+        >>> comm = portnn.distributed.init()
+        >>> print(comm.rank, comm.size)
+    """
+    global _comm
+    kind = kind or launcher()
+    if _comm is not None:
+        if kind != _comm.kind and kind != launcher():
+            raise RuntimeError(f"portnn.distributed.init({kind!r}): this process already runs a "
+                               f"{_comm.kind!r} communicator; init() returns it")
+        return _comm
+    if kind not in _KINDS:
+        raise ValueError(f"portnn.distributed.init: unknown kind {kind!r}; valid: {sorted(_KINDS)}")
+    try:
+        comm = _KINDS[kind]()
+    except ImportError as exc:
+        package = {"mpi": '"portnn[mpi]" mpich (mpi4py plus an MPI)', "torch": "torch"}[kind]
+        raise RuntimeError(f"portnn.distributed.init: a {kind!r} communicator needs {exc.name}: "
+                           f"pip install {package}") from exc
+    if comm.size > 1 and isinstance(comm, MPICommunicator):
+        _abort_on_exception(comm)
+    if comm.size > 1 and (os.environ.get("PORTNN_DEVICE") == "cuda" or (
+            not os.environ.get("PORTNN_DEVICE") and os.environ.get("PORTNN_BACKEND") in ("cupy", "auto"))):
+        os.environ["PORTNN_DEVICE"] = f"cuda:{comm.local_rank}"
+    _comm = comm
+    return comm
+
+
+def _abort_on_exception(comm: MPICommunicator) -> None:
+    """What ``python -m mpi4py`` does: a rank that dies takes the job with it."""
+    previous = sys.excepthook
+
+    def hook(*exc_info: Any) -> None:
+        previous(*exc_info)
+        sys.stderr.flush()
+        comm.abort(1)
+
+    sys.excepthook = hook
+
+
+def resolve(distributed: bool | Communicator | None) -> Communicator | None:
+    """``True`` -> :func:`init`, a communicator as is, ``None``/``False`` -> ``None``."""
+    if distributed is None or distributed is False:
+        return None
+    if distributed is True:
+        return init()
+    if not isinstance(distributed, Communicator):
+        raise TypeError(f"distributed must be True, False, None or a portnn.distributed.Communicator, "
+                        f"got {type(distributed).__name__}")
+    return distributed
+
+
+# --------------------------------------------------------------------------- training
+
+
+def shard(start: int, stop: int, comm: Communicator) -> tuple[int, int, float]:
+    """This rank's part ``[lo, hi)`` of the global batch ``[start, stop)`` and its weight ``(hi - lo) / B``.
+
+    The ``B = stop - start`` samples are split into ``comm.size`` contiguous
+    parts whose sizes differ by at most one (the first ``B % size`` ranks take
+    one more). Each rank's loss is the mean over its part; weighting its
+    gradients by its share of the batch makes their sum the gradient of the
+    mean over the whole batch, also for uneven parts and a short last batch.
+
+    Example:
+        >>> shard(0, 7, comm)   # rank 1 of 2
+        (4, 7, 0.42857142857142855)
+    """
+    sizes = _sizes(stop - start, comm.size)
+    lo = start + sum(sizes[:comm.rank])
+    return lo, lo + sizes[comm.rank], sizes[comm.rank] / (stop - start)
+
+
+def _entries(model: Any) -> list[tuple[str, dict[str, Any], str]]:
+    """Every array a rank must share: ``(name, owning dict, key)`` for params, buffers, optimizer state."""
+    found = []
+    for i, layer in enumerate(model.layers):
+        for kind, store in (("param", layer.params), ("buffer", layer.buffers)):
+            found += [(f"{kind}/{i}/{key}", store, key) for key in store]
+    if model.optimizer is not None:
+        for owner, state in sorted(model.optimizer.state.items()):
+            found += [(f"opt/{owner}/{key}", state, key) for key in sorted(state)]
+    return found
+
+
+def prepare(model: Any, comm: Communicator) -> None:
+    """Make every rank's model rank 0's: parameters, buffers, optimizer state and step counters.
+
+    Everything travels in one broadcast per dtype. Ranks must build the same
+    architecture; optimizer state that only rank 0 has (a loaded checkpoint) is
+    created on the others. Also gives each rank its own dropout stream.
+    """
+    backends.set_stream(comm.rank)
+    if comm.size == 1:
+        return
+    mine = {name: (tuple(store[key].shape), str(store[key].dtype)) for name, store, key in _entries(model)}
+    opt = model.optimizer
+    root = comm.broadcast_object((mine, None if opt is None else (opt.t, opt.epoch)))
+    layout, counters = root
+    differ = sorted(name for name in set(layout) | set(mine) if not name.startswith("opt/")
+                    and layout.get(name) != mine.get(name))
+    if differ:
+        raise ValueError(f"portnn.distributed.prepare: rank {comm.rank}'s model differs from rank 0's "
+                         f"at {differ[:3]} (rank 0: {[layout.get(d) for d in differ[:3]]}, here: "
+                         f"{[mine.get(d) for d in differ[:3]]}); build the same model on every rank")
+    if opt is not None:
+        opt.t, opt.epoch = counters
+        be = model.backend
+        for name, (shape, dtype) in layout.items():
+            if name.startswith("opt/") and mine.get(name) != (shape, dtype):
+                owner, _, key = name[len("opt/"):].rpartition("/")
+                opt.state.setdefault(owner, {})[key] = be.xp.zeros(shape, dtype=be.dtype(_dtype_name(dtype)),
+                                                                   device=be.device)
+        for owner in list(opt.state):
+            for key in [k for k in opt.state[owner] if f"opt/{owner}/{k}" not in layout]:
+                del opt.state[owner][key]
+    _broadcast_in_place([(store, key) for _, store, key in _entries(model)], comm)
+
+
+def _dtype_name(dtype: str) -> str:
+    return dtype.rsplit(".", 1)[-1]  # "torch.float64" -> "float64"
+
+
+def _groups(items: list[tuple[dict[str, Any], str]]) -> list[list[tuple[dict[str, Any], str]]]:
+    by_dtype: dict[str, list[tuple[dict[str, Any], str]]] = {}
+    for store, key in items:
+        by_dtype.setdefault(str(store[key].dtype), []).append((store, key))
+    return list(by_dtype.values())
+
+
+def _pack(items: list[tuple[dict[str, Any], str]]) -> Any:
+    xp = array_namespace(items[0][0][items[0][1]])
+    return xp.concat([xp.reshape(store[key], (-1,)) for store, key in items])
+
+
+def _pieces(flat: Any, items: list[tuple[dict[str, Any], str]]) -> Any:
+    xp, offset = array_namespace(flat), 0
+    for store, key in items:
+        shape = tuple(store[key].shape)
+        size = math.prod(shape)
+        yield store, key, xp.reshape(flat[offset:offset + size], shape)
+        offset += size
+
+
+def _broadcast_in_place(items: list[tuple[dict[str, Any], str]], comm: Communicator) -> None:
+    for group in _groups(items):
+        for store, key, value in _pieces(comm.broadcast(_pack(group)), group):
+            store[key][...] = value  # in place: parameters keep their identity
+
+
+def reduce_gradients(layers: Any, comm: Communicator, weight: float = 1.0) -> None:
+    """Sum every parameter gradient over the ranks: one flat buffer and one allreduce per dtype.
+
+    ``weight`` scales this rank's gradients before the sum (its share of the
+    global batch when they are gradients of its own mean loss; 1 when the
+    loss gradient was already weighted, as :meth:`DataParallel.step` does).
+    """
+    items = [(layer.grads, key) for layer in layers for key in layer.params]
+    for group in _groups(items):
+        flat = _pack(group)
+        if weight != 1.0:
+            flat = flat * weight
+        for store, key, value in _pieces(comm.allreduce(flat), group):
+            store[key] = value
+
+
+def reduce_logs(total: Any, correct: Any, comm: Communicator) -> tuple[Any, Any]:
+    """The epoch's on-device loss sum and hit count summed over ranks (one allreduce of two values)."""
+    if comm.size == 1:
+        return total, correct
+    xp = array_namespace(total)
+    pair = comm.allreduce(xp.stack([total, xp.zeros_like(total) if correct is None
+                                    else xp.astype(correct, total.dtype)]))
+    return pair[0], pair[1]
+
+
+class DataParallel:
+    """One ``fit``'s data parallelism: which samples this rank trains on and how gradients meet.
+
+    Built by ``fit(..., distributed=...)``; the loop calls :meth:`shared`,
+    :meth:`shard`, passes the object to ``train_step`` (which calls
+    :meth:`scale` and :meth:`reduce`), and :meth:`end_epoch`.
+    """
+
+    def __init__(self, model: Any, comm: Communicator) -> None:
+        self.model, self.comm, self.weight = model, comm, 1.0
+        prepare(model, comm)
+        self._sync = [layer for layer in model.layers if getattr(layer, "sync", False)]
+        for layer in self._sync:
+            layer.allreduce = comm.allreduce
+        model._comm = comm  # checkpoints written during fit: rank 0 writes, all wait
+
+    @classmethod
+    def attach(cls, model: Any, distributed: bool | Communicator | None) -> DataParallel | None:
+        """The plan for a fit, or ``None`` when it runs on one process (unchanged)."""
+        comm = resolve(distributed)
+        if comm is None or comm.size == 1:
+            backends.set_stream(0)
+            return None
+        return cls(model, comm)
+
+    def shared(self, order: np.ndarray) -> np.ndarray:
+        """Rank 0's epoch permutation, for every rank (each drew one, so their generators stay alike)."""
+        return self.comm.broadcast(order)
+
+    def shard(self, start: int, stop: int) -> tuple[int, int]:
+        """This rank's ``[lo, hi)`` of the global batch; its weight is kept for :meth:`scale`."""
+        lo, hi, self.weight = shard(start, stop, self.comm)
+        return lo, hi
+
+    def scale(self, dy: Any) -> Any:
+        """The loss gradient weighted by this rank's share: the gradient of the global mean loss."""
+        return dy * self.weight
+
+    def reduce(self, layers: Any) -> None:
+        reduce_gradients(layers, self.comm)
+
+    def empty_step(self) -> None:
+        """A rank without samples in this (short) batch still joins the sum and steps."""
+        for layer in self.model.layers:
+            for key, w in layer.params.items():
+                layer.grads[key] = array_namespace(w).zeros_like(w)
+        self.reduce(self.model.layers)
+        self.model.optimizer.step(self.model.layers)
+
+    def end_epoch(self, total: Any, correct: Any) -> tuple[Any, Any]:
+        """Every rank the same logs (summed) and the same buffers (BatchNorm running stats averaged)."""
+        items = [(layer.buffers, key) for layer in self.model.layers for key in layer.buffers]
+        for group in _groups(items):
+            for store, key, value in _pieces(self.comm.allreduce(_pack(group)), group):
+                store[key] = value / self.comm.size
+        if total is None:  # no samples on this rank all epoch
+            be = self.model.backend
+            total = be.xp.zeros((), dtype=be.dtype(self.model._dtype()), device=be.device)
+        total, correct = reduce_logs(total, correct, self.comm)
+        return total, (correct if _classifies(self.model.loss) else None)
+
+    def evaluate(self, x: Any, y: Any) -> dict[str, float]:
+        return evaluate(self.model, x, y, self.comm)
+
+    def close(self) -> None:
+        for layer in self._sync:
+            layer.allreduce = None
+        self.model._comm = None
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def evaluate(model: Any, x: Any, y: Any, comm: Communicator,
+             batch_size: int | None = None) -> dict[str, float]:
+    """Mean loss (and accuracy) over all ranks' contiguous parts of ``(x, y)``, the same on every rank."""
+    n = x.shape[0]
+    lo, hi, _ = shard(0, n, comm)
+    logs = model._evaluate(x[lo:hi, ...], y[lo:hi, ...], batch_size) if hi > lo else {}
+    keys = ["loss", "accuracy"] if _classifies(model.loss) else ["loss"]
+    sums = comm.allreduce(np.array([logs.get(k, 0.0) * (hi - lo) for k in keys]))
+    return {k: float(s) / n for k, s in zip(keys, sums, strict=True)}
+
+
+def _classifies(loss: Any) -> bool:
+    from .losses import Loss
+
+    return type(loss).correct is not Loss.correct
+
+
+def _sizes(n: int, size: int) -> list[int]:
+    base, extra = divmod(n, size)
+    return [base + (r < extra) for r in range(size)]
+
+
+def predict(model: Any, x: Any, comm: Communicator, batch_size: int | None = None) -> Any:
+    """``model.predict(x)`` computed in parts, one per rank, and gathered on every rank."""
+    n = x.shape[0]
+    if n == 0 or comm.size == 1:
+        return model.predict(x, batch_size)
+    xp = array_namespace(x)
+    lo, hi, _ = shard(0, n, comm)
+    rows = -(-n // comm.size)
+    # Equal shapes for the gather: pad with leading rows of x, dropped again below.
+    part = x[lo:hi, ...] if hi - lo == rows else xp.concat([x[lo:hi, ...], x[:rows - (hi - lo), ...]])
+    gathered = comm.allgather(model.predict(part, batch_size))
+    return xp.concat([gathered[r * rows:r * rows + k, ...] for r, k in enumerate(_sizes(n, comm.size))])
+
+
+_models: dict[tuple[str, float, str | None, str | None], Any] = {}
+
+
+def _cached_model(path: str, backend: str | None, device: str | None) -> Any:
+    from .network import Sequential
+
+    key = (path, os.path.getmtime(path), backend, device)
+    if key not in _models:
+        _models[key] = Sequential.load(path, backend=backend, device=device)
+    return _models[key]
+
+
+def _predict_block(block: np.ndarray, path: str, backend: str | None, device: str | None,
+                   batch_size: int | None) -> np.ndarray:
+    model = _cached_model(path, backend, device)
+    return backends.to_numpy(model.predict(block, batch_size=batch_size))
+
+
+def predict_dask(checkpoint_path: str | os.PathLike[str], array: Any, batch_size: int | None = 1024,
+                 backend: str | None = None, device: str | None = None) -> Any:
+    """Predictions for a Dask array of samples (rows), computed chunk by chunk where the chunks live.
+
+    Each worker process loads the checkpoint once (cached by path and
+    modification time) and predicts every row chunk it holds, ``batch_size``
+    rows at a time, so the data never has to fit in one machine's memory.
+
+    Returns:
+        A lazy Dask array of NumPy outputs with the input's row chunks.
+
+    Example:
+        >>> x = dask.array.from_zarr("images.zarr")            # (10_000_000, 784)
+        >>> y = portnn.distributed.predict_dask("mnist.npz", x).argmax(axis=1).compute()
+    """
+    import dask.array as da
+
+    path = os.path.abspath(os.fspath(checkpoint_path))
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"predict_dask: no checkpoint at {path}")
+    if array.ndim < 1:
+        raise ValueError("predict_dask: the array needs a leading sample axis")
+    array = array.rechunk({axis: -1 for axis in range(1, array.ndim)})  # whole samples per chunk
+    probe = _predict_block(np.zeros((1, *array.shape[1:]), array.dtype), path, backend, device, None)
+    return da.map_blocks(_predict_block, array, path, backend, device, batch_size, dtype=probe.dtype,
+                         drop_axis=list(range(1, array.ndim)), new_axis=list(range(1, probe.ndim)),
+                         chunks=(array.chunks[0], *((d,) for d in probe.shape[1:])), meta=probe[:0])
