@@ -222,3 +222,18 @@ def test_predict_dask_loads_once_and_matches_predict(tmp_path, monkeypatch):
     assert len(loads) == 1  # one worker: the checkpoint is read once, for all four chunks
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         distributed.predict_dask(tmp_path / "missing.npz", da.from_array(x))
+
+
+@mpi
+def test_example_runs_under_mpiexec(tmp_path):
+    from test_examples import SHARED_MNIST, synthetic_mnist
+
+    real = all((SHARED_MNIST / f"{name}.gz").is_file() for name in portnn.data.MNIST_FILES)
+    folder = SHARED_MNIST if real else synthetic_mnist(tmp_path / "mnist")
+    done, _ = run("mpi", "../examples/mnist_distributed.py", "--data", str(folder), "--epochs", "1",
+                  "--limit", "640", "--test-limit", "500", "--batch-size", "32", "--out", str(tmp_path),
+                  "--min-accuracy", "0.5" if real else "0.9")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("epoch 1/1 error=") == 1  # rank 0 prints, rank 1 does not
+    assert "mpi communicator, 2 rank(s)" in done.stdout
+    portnn.Sequential.load(tmp_path / "mnist_distributed.npz")
