@@ -4,7 +4,7 @@ The same layers train on NumPy, CuPy, PyTorch or array-api-strict; pick one
 with ``PORTNN_BACKEND``, :func:`set_backend` or :func:`use_backend`.
 """
 
-from . import backends, data, initializers, layers, losses, optimizers
+from . import backends, data, distributed, initializers, layers, losses, optimizers
 from .backends import (
     Backend,
     BackendError,
@@ -45,7 +45,7 @@ __all__ = [
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "Optimizer",
     "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "StepDecay", "Tanh",
-    "available_backends", "backends", "data", "from_architecture", "get_backend", "gradcheck",
+    "available_backends", "backends", "data", "distributed", "from_architecture", "get_backend", "gradcheck",
     "gradcheck_loss", "initializers", "layers", "losses", "optimizers", "seed", "set_backend",
     "to_numpy", "use_backend",
 ]
