@@ -23,6 +23,7 @@ import numpy as np
 
 from . import backends
 from ._communicators import Communicator, MPICommunicator, TorchCommunicator
+from ._dask import predict_dask
 from .backends import array_namespace
 
 __all__ = ["Communicator", "DataParallel", "MPICommunicator", "TorchCommunicator", "init", "launcher",
@@ -60,12 +61,12 @@ def init(kind: str | None = None) -> Communicator:
         >>> print(comm.rank, comm.size)
     """
     global _comm
-    kind = kind or launcher()
     if _comm is not None:
-        if kind != _comm.kind and kind != launcher():
+        if kind is not None and kind != _comm.kind:
             raise RuntimeError(f"portnn.distributed.init({kind!r}): this process already runs a "
                                f"{_comm.kind!r} communicator; init() returns it")
         return _comm
+    kind = kind or launcher()
     if kind not in _KINDS:
         raise ValueError(f"portnn.distributed.init: unknown kind {kind!r}; valid: {sorted(_KINDS)}")
     try:
@@ -239,8 +240,12 @@ class DataParallel:
     :meth:`scale` and :meth:`reduce`), and :meth:`end_epoch`.
     """
 
-    def __init__(self, model: Any, comm: Communicator) -> None:
+    def __init__(self, model: Any, comm: Communicator, n: int) -> None:
         self.model, self.comm, self.weight = model, comm, 1.0
+        counts = [int(c) for c in comm.allgather(np.array([n]))]
+        if len(set(counts)) > 1:
+            raise ValueError(f"fit(distributed=...): every rank must pass the same whole (x, y) and take "
+                             f"its slices; the ranks hold {counts} samples")
         prepare(model, comm)
         self._sync = [layer for layer in model.layers if getattr(layer, "sync", False)]
         for layer in self._sync:
@@ -248,13 +253,13 @@ class DataParallel:
         model._comm = comm  # checkpoints written during fit: rank 0 writes, all wait
 
     @classmethod
-    def attach(cls, model: Any, distributed: bool | Communicator | None) -> DataParallel | None:
-        """The plan for a fit, or ``None`` when it runs on one process (unchanged)."""
+    def attach(cls, model: Any, distributed: bool | Communicator | None, n: int) -> DataParallel | None:
+        """The plan for a fit on ``n`` samples, or ``None`` when it runs on one process (unchanged)."""
         comm = resolve(distributed)
         if comm is None or comm.size == 1:
             backends.set_stream(0)
             return None
-        return cls(model, comm)
+        return cls(model, comm, n)
 
     def shared(self, order: np.ndarray) -> np.ndarray:
         """Rank 0's epoch permutation, for every rank (each drew one, so their generators stay alike)."""
@@ -262,6 +267,10 @@ class DataParallel:
 
     def shard(self, start: int, stop: int) -> tuple[int, int]:
         """This rank's ``[lo, hi)`` of the global batch; its weight is kept for :meth:`scale`."""
+        if self._sync and stop - start < self.comm.size:
+            raise ValueError(f"BatchNorm(sync=True) needs a sample on every rank, but the batch "
+                             f"[{start}, {stop}) has {stop - start} for {self.comm.size} ranks; choose a "
+                             f"batch_size that leaves a last batch of >= {self.comm.size} samples")
         lo, hi, self.weight = shard(start, stop, self.comm)
         return lo, hi
 
@@ -338,50 +347,3 @@ def predict(model: Any, x: Any, comm: Communicator, batch_size: int | None = Non
     part = x[lo:hi, ...] if hi - lo == rows else xp.concat([x[lo:hi, ...], x[:rows - (hi - lo), ...]])
     gathered = comm.allgather(model.predict(part, batch_size))
     return xp.concat([gathered[r * rows:r * rows + k, ...] for r, k in enumerate(_sizes(n, comm.size))])
-
-
-_models: dict[tuple[str, float, str | None, str | None], Any] = {}
-
-
-def _cached_model(path: str, backend: str | None, device: str | None) -> Any:
-    from .network import Sequential
-
-    key = (path, os.path.getmtime(path), backend, device)
-    if key not in _models:
-        _models[key] = Sequential.load(path, backend=backend, device=device)
-    return _models[key]
-
-
-def _predict_block(block: np.ndarray, path: str, backend: str | None, device: str | None,
-                   batch_size: int | None) -> np.ndarray:
-    model = _cached_model(path, backend, device)
-    return backends.to_numpy(model.predict(block, batch_size=batch_size))
-
-
-def predict_dask(checkpoint_path: str | os.PathLike[str], array: Any, batch_size: int | None = 1024,
-                 backend: str | None = None, device: str | None = None) -> Any:
-    """Predictions for a Dask array of samples (rows), computed chunk by chunk where the chunks live.
-
-    Each worker process loads the checkpoint once (cached by path and
-    modification time) and predicts every row chunk it holds, ``batch_size``
-    rows at a time, so the data never has to fit in one machine's memory.
-
-    Returns:
-        A lazy Dask array of NumPy outputs with the input's row chunks.
-
-    Example:
-        >>> x = dask.array.from_zarr("images.zarr")            # (10_000_000, 784)
-        >>> y = portnn.distributed.predict_dask("mnist.npz", x).argmax(axis=1).compute()
-    """
-    import dask.array as da
-
-    path = os.path.abspath(os.fspath(checkpoint_path))
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"predict_dask: no checkpoint at {path}")
-    if array.ndim < 1:
-        raise ValueError("predict_dask: the array needs a leading sample axis")
-    array = array.rechunk({axis: -1 for axis in range(1, array.ndim)})  # whole samples per chunk
-    probe = _predict_block(np.zeros((1, *array.shape[1:]), array.dtype), path, backend, device, None)
-    return da.map_blocks(_predict_block, array, path, backend, device, batch_size, dtype=probe.dtype,
-                         drop_axis=list(range(1, array.ndim)), new_axis=list(range(1, probe.ndim)),
-                         chunks=(array.chunks[0], *((d,) for d in probe.shape[1:])), meta=probe[:0])

@@ -150,7 +150,7 @@ class Sequential:
         be = self.backend
         xp = be.xp
         history = History()
-        dp = _distributed.DataParallel.attach(self, distributed)
+        dp = _distributed.DataParallel.attach(self, distributed, n)
         verbose = verbose if dp is None or dp.comm.is_main else 0
         # Schedules continue across fit calls and checkpoints: optimizer.epoch counts epochs done.
         first = self.optimizer.epoch

@@ -212,7 +212,7 @@ def test_predict_dask_loads_once_and_matches_predict(tmp_path, monkeypatch):
     load = portnn.Sequential.load
     monkeypatch.setattr(portnn.Sequential, "load",
                         classmethod(lambda cls, *a, **k: (loads.append(a[0]), load(*a, **k))[1]))
-    monkeypatch.setattr(distributed, "_models", {})
+    monkeypatch.setattr(portnn._dask, "_models", {})
     with dask_distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                        dashboard_address=None) as cluster, dask_distributed.Client(cluster):
         lazy = distributed.predict_dask(path, da.from_array(x, chunks=(13, 1, 4, 4)), batch_size=5)
@@ -237,3 +237,106 @@ def test_example_runs_under_mpiexec(tmp_path):
     assert done.stdout.count("epoch 1/1 error=") == 1  # rank 0 prints, rank 1 does not
     assert "mpi communicator, 2 rank(s)" in done.stdout
     portnn.Sequential.load(tmp_path / "mnist_distributed.npz")
+
+
+class Recorder(Communicator):
+    """Rank 0 of 2: collectives return their input and are recorded for a :class:`Replayer`."""
+
+    def __init__(self) -> None:
+        self.rank, self.size, self.local_rank, self.sent = 0, 2, 0, []
+
+    def broadcast_object(self, obj, root=0):
+        self.sent.append(obj)
+        return obj
+
+    def broadcast(self, x, root=0):
+        self.sent.append(portnn.to_numpy(x).copy())
+        return x
+
+
+class Replayer(Communicator):
+    """Rank 1 of 2: receives what a :class:`Recorder` sent, in order."""
+
+    def __init__(self, sent: list) -> None:
+        self.rank, self.size, self.local_rank, self.sent = 1, 2, 1, list(sent)
+
+    def broadcast_object(self, obj, root=0):
+        return self.sent.pop(0)
+
+    def broadcast(self, x, root=0):
+        host = self.sent.pop(0)
+        return portnn.backends.backend_of(x).asarray(host, dtype=str(host.dtype))
+
+
+def _cnn(seed: int, optimizer: portnn.Optimizer) -> portnn.Sequential:
+    portnn.seed(seed)
+    return portnn.Sequential([portnn.Conv2D(1, 2, 3), portnn.BatchNorm(2), portnn.Flatten(),
+                              portnn.Dense(8, 2)], loss="crossentropy", optimizer=optimizer)
+
+
+def test_prepare_makes_every_rank_rank_zeros_model(backend):
+    root, other = _cnn(0, portnn.Adam(0.01)), _cnn(1, portnn.Adam(0.01))
+    x = np.random.default_rng(0).normal(size=(4, 1, 4, 4)).astype(np.float32)
+    root.fit(x, np.array([0, 1, 0, 1]), epochs=2, batch_size=2, verbose=0)  # Adam state, t=4, moved buffers
+    weight = other.layers[0].params["weight"]
+    recorder = Recorder()
+    try:
+        distributed.prepare(root, recorder)
+        distributed.prepare(other, Replayer(recorder.sent))
+    finally:
+        portnn.backends.set_stream(0)
+    assert other.layers[0].params["weight"] is weight  # written in place
+    assert (other.optimizer.t, other.optimizer.epoch) == (root.optimizer.t, root.optimizer.epoch) == (4, 2)
+    assert sorted(other.optimizer.state) == sorted(root.optimizer.state)
+    for a, b in zip(distributed._entries(root), distributed._entries(other), strict=True):
+        assert a[0] == b[0]
+        np.testing.assert_array_equal(portnn.to_numpy(a[1][a[2]]), portnn.to_numpy(b[1][b[2]]))
+
+
+def test_prepare_rejects_a_different_model():
+    recorder = Recorder()
+    distributed.prepare(_cnn(0, portnn.SGD(0.1)), recorder)
+    portnn.seed(0)
+    other = portnn.Sequential([portnn.Dense(3, 2)], loss="mse", optimizer=portnn.SGD(0.1))
+    try:
+        with pytest.raises(ValueError, match="rank 1's model differs from rank 0's"):
+            distributed.prepare(other, Replayer(recorder.sent))
+    finally:
+        portnn.backends.set_stream(0)
+
+
+def test_dropout_stream_per_rank(backend):
+    masks = {}
+    try:
+        for stream in (0, 1, 0):
+            portnn.seed(0)
+            portnn.backends.set_stream(stream)
+            out = portnn.Dropout(0.5).forward(backend.asarray(np.ones((1, 64))), training=True)
+            masks.setdefault(stream, []).append(portnn.to_numpy(out))
+    finally:
+        portnn.backends.set_stream(0)
+    np.testing.assert_array_equal(masks[0][0], masks[0][1])  # stream 0 is the single-process one
+    assert not np.array_equal(masks[0][0], masks[1][0])
+
+
+def test_data_parallel_checks_the_plan():
+    model = portnn.Sequential([portnn.Dense(2, 2), portnn.BatchNorm(2, sync=True)], loss="mse",
+                              optimizer="sgd")
+
+    class Uneven(Twin):
+        def allgather(self, x):
+            return np.concatenate([x, x + 1])
+
+        def broadcast_object(self, obj, root=0):
+            return obj
+
+    with pytest.raises(ValueError, match=r"the ranks hold \[10, 11\] samples"):
+        distributed.DataParallel(model, Uneven(), 10)
+    try:
+        plan = distributed.DataParallel(model, Twin(rank=0, size=3), 10)
+        with pytest.raises(ValueError, match="sync=True.*has 2 for 3 ranks"):
+            plan.shard(8, 10)
+        plan.close()
+    finally:
+        portnn.backends.set_stream(0)
+    assert model.layers[1].allreduce is None and model._comm is None
