@@ -11,6 +11,7 @@ because moving bytes between processes is library-specific.
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any
 
@@ -206,6 +207,8 @@ class TorchCommunicator(Communicator):
             if cuda:
                 torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
             dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo")
+            # A group left to the interpreter's exit can abort in gloo's thread teardown.
+            atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         self.local_rank = int(os.environ.get("LOCAL_RANK", self.rank))
 

@@ -111,7 +111,8 @@ def resolve(distributed: bool | Communicator | None) -> Communicator | None:
 # --------------------------------------------------------------------------- training
 
 
-def shard(start: int, stop: int, comm: Communicator) -> tuple[int, int, float]:
+def shard(start: int, stop: int, comm: Communicator,
+          weights: np.ndarray | None = None) -> tuple[int, int, float]:
     """This rank's part ``[lo, hi)`` of the global batch ``[start, stop)`` and its weight ``(hi - lo) / B``.
 
     The ``B = stop - start`` samples are split into ``comm.size`` contiguous
@@ -119,6 +120,8 @@ def shard(start: int, stop: int, comm: Communicator) -> tuple[int, int, float]:
     one more). Each rank's loss is the mean over its part; weighting its
     gradients by its share of the batch makes their sum the gradient of the
     mean over the whole batch, also for uneven parts and a short last batch.
+    With per-sample ``weights`` (host, the batch's ``B`` in batch order; a
+    weighted-mean loss) the share is the part's weight over the batch's.
 
     Example:
         >>> shard(0, 7, comm)   # rank 1 of 2
@@ -126,7 +129,10 @@ def shard(start: int, stop: int, comm: Communicator) -> tuple[int, int, float]:
     """
     sizes = _sizes(stop - start, comm.size)
     lo = start + sum(sizes[:comm.rank])
-    return lo, lo + sizes[comm.rank], sizes[comm.rank] / (stop - start)
+    hi = lo + sizes[comm.rank]
+    if weights is None:
+        return lo, hi, (hi - lo) / (stop - start)
+    return lo, hi, float(np.sum(weights[lo - start:hi - start]) / np.sum(weights))
 
 
 def _entries(model: Any) -> list[tuple[str, dict[str, Any], str]]:
@@ -222,14 +228,18 @@ def reduce_gradients(layers: Any, comm: Communicator, weight: float = 1.0) -> No
             store[key] = value
 
 
-def reduce_logs(total: Any, correct: Any, comm: Communicator) -> tuple[Any, Any]:
-    """The epoch's on-device loss sum and hit count summed over ranks (one allreduce of two values)."""
-    if comm.size == 1:
-        return total, correct
-    xp = array_namespace(total)
-    pair = comm.allreduce(xp.stack([total, xp.zeros_like(total) if correct is None
-                                    else xp.astype(correct, total.dtype)]))
-    return pair[0], pair[1]
+def reduce_logs(sums: dict[str, Any], comm: Communicator) -> dict[str, float | None]:
+    """An epoch's sums (0-d device arrays, numbers or ``None``) added over the ranks, as floats.
+
+    One host read per value (the epoch's read-back) and one allreduce in all;
+    a value is ``None`` only where it is ``None`` on every rank (a rank without
+    samples has no sums).
+    """
+    keys = list(sums)
+    local = [0.0 if sums[k] is None else float(sums[k]) for k in keys]
+    present = [float(sums[k] is not None) for k in keys]
+    total = comm.allreduce(np.array(local + present))
+    return {k: float(total[i]) if total[len(keys) + i] else None for i, k in enumerate(keys)}
 
 
 class DataParallel:
@@ -265,13 +275,13 @@ class DataParallel:
         """Rank 0's epoch permutation, for every rank (each drew one, so their generators stay alike)."""
         return self.comm.broadcast(order)
 
-    def shard(self, start: int, stop: int) -> tuple[int, int]:
+    def shard(self, start: int, stop: int, weights: np.ndarray | None = None) -> tuple[int, int]:
         """This rank's ``[lo, hi)`` of the global batch; its weight is kept for :meth:`scale`."""
         if self._sync and stop - start < self.comm.size:
             raise ValueError(f"BatchNorm(sync=True) needs a sample on every rank, but the batch "
                              f"[{start}, {stop}) has {stop - start} for {self.comm.size} ranks; choose a "
                              f"batch_size that leaves a last batch of >= {self.comm.size} samples")
-        lo, hi, self.weight = shard(start, stop, self.comm)
+        lo, hi, self.weight = shard(start, stop, self.comm, weights)
         return lo, hi
 
     def scale(self, dy: Any) -> Any:
@@ -289,17 +299,13 @@ class DataParallel:
         self.reduce(self.model.layers)
         self.model.optimizer.step(self.model.layers)
 
-    def end_epoch(self, total: Any, correct: Any) -> tuple[Any, Any]:
-        """Every rank the same logs (summed) and the same buffers (BatchNorm running stats averaged)."""
+    def end_epoch(self, sums: dict[str, Any]) -> dict[str, float | None]:
+        """Every rank the same logs (:func:`reduce_logs`) and buffers (BatchNorm running stats averaged)."""
         items = [(layer.buffers, key) for layer in self.model.layers for key in layer.buffers]
         for group in _groups(items):
             for store, key, value in _pieces(self.comm.allreduce(_pack(group)), group):
                 store[key] = value / self.comm.size
-        if total is None:  # no samples on this rank all epoch
-            be = self.model.backend
-            total = be.xp.zeros((), dtype=be.dtype(self.model._dtype()), device=be.device)
-        total, correct = reduce_logs(total, correct, self.comm)
-        return total, (correct if _classifies(self.model.loss) else None)
+        return reduce_logs(sums, self.comm)
 
     def evaluate(self, x: Any, y: Any) -> dict[str, float]:
         return evaluate(self.model, x, y, self.comm)

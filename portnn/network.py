@@ -177,7 +177,7 @@ class Sequential:
                 total, correct = _add(total, loss * xb.shape[0]), _add(correct, hits)
             self.optimizer.epoch = first + epoch + 1
             if dp is not None:
-                total, correct = dp.end_epoch(total, correct)
+                total, correct = dp.end_epoch({"loss": total, "correct": correct}).values()
             logs = _read_back(total, correct, n)
             if validation_data is not None:
                 val = self._evaluate(*validation_data) if dp is None else dp.evaluate(*validation_data)

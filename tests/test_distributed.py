@@ -340,3 +340,17 @@ def test_data_parallel_checks_the_plan():
     finally:
         portnn.backends.set_stream(0)
     assert model.layers[1].allreduce is None and model._comm is None
+
+
+def test_shard_with_sample_weights():
+    w = np.array([1.0, 3.0, 0.0, 2.0, 2.0])
+    parts = [distributed.shard(5, 10, Twin(r, 2), w) for r in range(2)]
+    assert [(lo, hi) for lo, hi, _ in parts] == [(5, 8), (8, 10)]
+    assert [share for *_, share in parts] == [0.5, 0.5]  # 4 of 8 and 4 of 8
+
+
+def test_reduce_logs_one_allreduce_and_none_only_where_absent_everywhere(backend):
+    comm = Twin()
+    sums = {"loss": backend.asarray(np.array(1.5)), "hits": 3.0, "none": None}
+    assert distributed.reduce_logs(sums, comm) == {"loss": 3.0, "hits": 6.0, "none": None}
+    assert comm.calls == 1
