@@ -53,12 +53,14 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b, strict=True))
 
 
-def compare(comm, name: str, make, n: int, epochs: int, batch_size: int, checkpoint: str | None = None):
+def compare(comm, name: str, make, n: int, epochs: int, batch_size: int, checkpoint: str | None = None,
+            shuffle: bool = True):
     x, y = data(n)
     val = data(11)
     portnn.seed(0)
     alone = make()
-    h_alone = alone.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=val, verbose=0)
+    h_alone = alone.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=val, verbose=0,
+                        shuffle=shuffle)
     portnn.seed(0)
     model = make()
     seen = []
@@ -72,7 +74,7 @@ def compare(comm, name: str, make, n: int, epochs: int, batch_size: int, checkpo
             saved.append(os.path.exists(checkpoint))
 
     h = model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=val, verbose=0,
-                  distributed=comm, callbacks=[save])
+                  distributed=comm, callbacks=[save], shuffle=shuffle)
     steps = epochs * -(-n // batch_size)
     assert steps >= 50, steps
     # Each rank trained on its own slice only, and together on every sample once per epoch.
@@ -99,6 +101,8 @@ def main() -> None:
             model, x, y = compare(comm, f"{tag} sgd-momentum",
                                   lambda: build(portnn.SGD(0.05, momentum=0.9)), 43, 8, 7, checkpoint)
             compare(comm, f"{tag} adam", lambda: build(portnn.Adam(0.01)), 43, 8, 7)
+            compare(comm, f"{tag} nesterov shuffle=False",
+                    lambda: build(portnn.SGD(0.05, momentum=0.9, nesterov=True)), 43, 8, 7, shuffle=False)
             # BatchNorm over the global batch (40 samples: the last batch has 5).
             compare(comm, f"{tag} sync-batchnorm adam",
                     lambda: build(portnn.Adam(0.01), bn=True, sync=True), 40, 9, 7)
