@@ -1,4 +1,4 @@
-"""``python -m portnn info``: what portnn can use on this machine."""
+"""``python -m portnn info``: what portnn can use on this machine, and what to install for the GPU."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from importlib import metadata
 
 from . import __version__
 from .backends import LIBRARIES, resolve, unavailable_reason
-from .backends._gpus import describe_gpus
+from .backends._cupy_check import installed_cupy
+from .backends._gpus import advice, on_colab, probe_driver
 
 
 def _version(dist: str) -> str:
@@ -20,10 +21,11 @@ def _version(dist: str) -> str:
 
 
 def info() -> None:
-    """Print versions, usable backends and devices, the selection, and the GPUs."""
+    """Print versions, usable backends and devices, the selection, the GPUs and the CuPy advice."""
     print(f"portnn {__version__} on Python {platform.python_version()} ({sys.platform})")
+    wheels = installed_cupy()
     for dist in ("numpy", "array-api-compat", "array-api-extra", "array-api-strict", "torch",
-                 "cupy-cuda12x", "cupy-cuda11x", "cupy-cuda13x"):
+                 *(wheels or ["cupy-cuda12x"])):
         print(f"  {dist:18} {_version(dist)}")
     print("backends:")
     for name, library in LIBRARIES.items():
@@ -35,15 +37,18 @@ def info() -> None:
         print(f"selected: {backend} (chosen by {rule})")
     except Exception as exc:  # a bad PORTNN_BACKEND is reported, not raised, here
         print(f"selected: none -- {exc}")
-    gpus = describe_gpus()
-    if not gpus:
-        print("GPUs: none found (CuPy/PyTorch CUDA and nvidia-smi see no NVIDIA GPU)")
-    for gpu in gpus:
+    driver = probe_driver()
+    cuda = driver["driver_cuda"]
+    if cuda is not None:
+        print(f"NVIDIA driver: supports CUDA {cuda[0]}.{cuda[1]}")
+    if not driver["gpus"]:
+        print(f"GPUs: none found ({driver['error']})")
+    for gpu in driver["gpus"]:
         major, minor = gpu["compute_capability"]
-        driver = gpu.get("driver_cuda")
-        driver = f", driver supports CUDA {driver[0]}.{driver[1]}" if driver else ""
         print(f"GPU {gpu['device']}: {gpu['name']}, {gpu['memory_gib']:.1f} GiB, compute capability "
-              f"{major}.{minor} (sm_{major}{minor}){driver}; CuPy wheel: pip install {gpu['wheel']}")
+              f"{major}.{minor} (sm_{major}{minor})")
+    for line in advice(driver, unavailable_reason("cupy"), wheels, on_colab()):
+        print(f"CuPy: {line}")
 
 
 def main(argv: list[str] | None = None) -> int:

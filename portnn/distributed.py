@@ -78,7 +78,7 @@ def init(kind: str | None = None) -> Communicator:
     if comm.size > 1 and isinstance(comm, MPICommunicator):
         _abort_on_exception(comm)
     if comm.size > 1 and (os.environ.get("PORTNN_DEVICE") == "cuda" or (
-            not os.environ.get("PORTNN_DEVICE") and os.environ.get("PORTNN_BACKEND") in ("cupy", "auto"))):
+            not os.environ.get("PORTNN_DEVICE") and os.environ.get("PORTNN_BACKEND") == "cupy")):
         os.environ["PORTNN_DEVICE"] = f"cuda:{comm.local_rank}"
     _comm = comm
     return comm

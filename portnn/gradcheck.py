@@ -77,6 +77,11 @@ def gradcheck(layer: Layer, x: Any, training: bool = False, seed: int = 0) -> No
         >>> portnn.gradcheck(portnn.Dense(3, 2), np.random.rand(4, 3))
     """
     be = backend_of(x) if not isinstance(x, np.ndarray) else (layer.backend or get_backend())
+    with be.activate():
+        _gradcheck(layer, x, be, training, seed)
+
+
+def _gradcheck(layer: Layer, x: Any, be: Backend, training: bool, seed: int) -> None:
     p = _precision(be)
     layer.to(be, dtype=p.dtype)
     x_host = be.to_numpy(x).astype(p.dtype) if not isinstance(x, np.ndarray) else x.astype(p.dtype)
@@ -109,6 +114,11 @@ def gradcheck_loss(loss: Loss, y_pred: Any, y_true: Any) -> None:
         >>> portnn.gradcheck_loss(portnn.MSE(), np.random.rand(4, 2), np.random.rand(4, 2))
     """
     be = backend_of(y_pred) if not isinstance(y_pred, np.ndarray) else get_backend()
+    with be.activate():
+        _gradcheck_loss(loss, y_pred, y_true, be)
+
+
+def _gradcheck_loss(loss: Loss, y_pred: Any, y_true: Any, be: Backend) -> None:
     p = _precision(be)
     pred = (y_pred if isinstance(y_pred, np.ndarray) else be.to_numpy(y_pred)).astype(p.dtype)
     true = y_true if isinstance(y_true, np.ndarray) else be.to_numpy(y_true)

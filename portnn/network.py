@@ -12,7 +12,7 @@ from . import _checkpoint, losses, optimizers
 from . import distributed as _distributed
 from . import layers as layers_module
 from ._checkpoint import CheckpointError
-from .backends import Backend, get_backend, init_rng
+from .backends import Backend, get_backend, init_rng, on_device
 from .layers import Layer
 
 __all__ = ["CheckpointError", "History", "Sequential", "from_architecture"]
@@ -114,6 +114,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ training
 
+    @on_device
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
             shuffle: bool = True, validation_data: tuple[Any, Any] | None = None,
             verbose: int = 1, callbacks: Sequence[Callback] = (),
@@ -192,6 +193,7 @@ class Sequential:
             dp.close()
         return history
 
+    @on_device
     def predict(self, x: Any, batch_size: int | None = None,
                 distributed: bool | _distributed.Communicator | None = None) -> Any:
         """The network's output for ``x``, as an array on the model's backend.
@@ -209,6 +211,7 @@ class Sequential:
         outs = [self.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
         return self.backend.xp.concat(outs, axis=0)
 
+    @on_device
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None,
                  distributed: bool | _distributed.Communicator | None = None) -> dict[str, float]:
         """Mean loss (and accuracy for classification losses) on ``(x, y)``, as floats.
@@ -249,6 +252,7 @@ class Sequential:
 
     # ------------------------------------------------------------------ checkpoints
 
+    @on_device
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write parameters, buffers, optimizer state and architecture to one ``.npz``.
 
@@ -279,7 +283,8 @@ class Sequential:
         Example:
             >>> model = portnn.Sequential.load("mnist.npz", backend="numpy")
         """
-        return _checkpoint.load(cls, path, backend, device)
+        with get_backend(backend, device).activate():
+            return _checkpoint.load(cls, path, backend, device)
 
 
 def _add(total: Any, value: Any) -> Any:

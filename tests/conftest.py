@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -38,14 +40,24 @@ def _param(name: str, device: str) -> pytest.param:
     return pytest.param((name, device), id=f"{name}-{device}", marks=marks)
 
 
-@pytest.fixture(params=[_param(*d) for d in DEVICES])
+def _selected(devices: list[tuple[str, str]]) -> list[pytest.param]:
+    """``PORTNN_TEST_DEVICES=cupy-cuda:0,torch-cuda:0`` runs only those ids (benchmarks/gpu_check.py)."""
+    wanted = {w.strip() for w in os.environ.get("PORTNN_TEST_DEVICES", "").split(",") if w.strip()}
+    known = {f"{name}-{device}" for name, device in [*DEVICES, META]}
+    if wanted - known:
+        raise pytest.UsageError(f"PORTNN_TEST_DEVICES names unknown ids {sorted(wanted - known)}; "
+                                f"known: {sorted(known)}")
+    return [_param(*d) for d in devices if not wanted or f"{d[0]}-{d[1]}" in wanted]
+
+
+@pytest.fixture(params=_selected(DEVICES))
 def backend(request) -> portnn.Backend:
     """Each available backend/device, made the active one for the test."""
     with portnn.use_backend(*request.param) as be:
         yield be
 
 
-@pytest.fixture(params=[_param(*d) for d in [*DEVICES, META]])
+@pytest.fixture(params=_selected([*DEVICES, META]))
 def any_device(request) -> portnn.Backend:
     """As ``backend`` plus torch's ``meta`` device (shapes only: any host read-back fails)."""
     with portnn.use_backend(*request.param) as be:

@@ -10,7 +10,6 @@ import pytest
 
 import portnn
 from portnn.backends import BackendError, DeviceMismatchError, resolve
-from portnn.backends._gpus import cupy_wheel
 
 
 def _run(code: str, **env: str) -> dict:
@@ -178,13 +177,6 @@ def test_seeded_uniform_is_reproducible(backend):
     assert 0.0 <= a.min() and a.max() < 1.0 and 0.3 < a.mean() < 0.7
 
 
-def test_cupy_wheel_for_gpu_generations():
-    assert cupy_wheel((3, 7)) == "cupy-cuda11x"  # K80
-    assert cupy_wheel((7, 5)) == "cupy-cuda12x"  # T4 (Colab)
-    assert cupy_wheel((9, 0), driver_cuda=(13, 0)) == "cupy-cuda13x"
-    assert cupy_wheel((6, 0), driver_cuda=(13, 0)) == "cupy-cuda12x"
-
-
 def test_info_command_reports_backends_and_rule():
     out = subprocess.run([sys.executable, "-m", "portnn", "info"], capture_output=True, text=True,
                          timeout=120, env={**__import__("os").environ, "PORTNN_BACKEND": "torch"})
@@ -195,39 +187,6 @@ def test_info_command_reports_backends_and_rule():
     assert "pip install cupy-cuda12x" in text or "cupy              usable" in text
     assert "selected: torch-cpu (chosen by PORTNN_BACKEND)" in text
     assert "GPU" in text
-
-
-def test_info_names_gpu_and_wheel(monkeypatch, capsys):
-    import portnn.__main__ as cli
-
-    k80 = {"device": "cuda:0", "name": "Tesla K80", "memory_gib": 11.17, "compute_capability": (3, 7),
-           "driver_cuda": (12, 2), "wheel": cupy_wheel((3, 7), (12, 2))}
-    monkeypatch.setattr(cli, "describe_gpus", lambda: [k80])
-    monkeypatch.delenv("PORTNN_BACKEND", raising=False)
-    assert cli.main(["info"]) == 0
-    out = capsys.readouterr().out
-    assert ("GPU cuda:0: Tesla K80, 11.2 GiB, compute capability 3.7 (sm_37), driver supports CUDA 12.2; "
-            "CuPy wheel: pip install cupy-cuda11x") in out
-    assert "selected: numpy-cpu (chosen by default)" in out
-
-
-def test_describe_gpus_from_nvidia_smi(monkeypatch):
-    from portnn.backends import _gpus
-
-    def fails():
-        raise RuntimeError("no such library here")
-
-    monkeypatch.setattr(_gpus, "_from_cupy", fails)
-    monkeypatch.setattr(_gpus, "_from_torch", lambda: [])
-    monkeypatch.setattr(_gpus, "driver_cuda", lambda: (13, 0))
-    monkeypatch.setattr(_gpus.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
-    smi = "Tesla T4, 15360, 7.5\nNVIDIA H100 80GB HBM3, 81559, 9.0\n"
-    monkeypatch.setattr(_gpus.subprocess, "run", lambda *a, **k: types.SimpleNamespace(stdout=smi))
-    gpus = _gpus.describe_gpus()
-    assert [(g["name"], g["compute_capability"], g["wheel"]) for g in gpus] == [
-        ("Tesla T4", (7, 5), "cupy-cuda13x"), ("NVIDIA H100 80GB HBM3", (9, 0), "cupy-cuda13x")]
-    assert gpus[0]["memory_gib"] == 15.0
-
 
 
 def test_info_reports_a_bad_env_backend_instead_of_crashing(monkeypatch, capsys):

@@ -11,7 +11,8 @@ import contextlib
 import contextvars
 import functools
 import os
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "backend_of",
     "get_backend",
     "init_rng",
+    "on_device",
     "resolve",
     "seed",
     "set_backend",
@@ -59,6 +61,28 @@ class Backend:
 
     def __str__(self) -> str:
         return f"{self.name}-{self.device_name}"
+
+    # Equal when name and device name are: "cuda" and "cuda:0" spell one device.
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Backend):
+            return NotImplemented
+        return (self.name, self.device_name) == (other.name, other.device_name)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.device_name))
+
+    def activate(self) -> contextlib.AbstractContextManager[Any]:
+        """A context in which this backend's device is the library's current one.
+
+        CuPy computes on its *current* device, so everything that computes
+        enters this: ``fit``, ``predict``, ``evaluate``, ``save``, ``load``,
+        ``Layer.__call__``, ``gradcheck``. A no-op for the other libraries.
+
+        Example:
+            >>> with model.backend.activate():
+            ...     loss, correct = model.train_step(xb, yb)
+        """
+        return self.library.activate(self.device)
 
     @property
     def device_name(self) -> str:
@@ -95,7 +119,8 @@ class Backend:
             host = host.astype(dtype, copy=False)
         elif host.dtype == np.float64:
             host = host.astype(np.float32)  # portnn's default float dtype
-        return self.library.from_numpy(host, self.device, copy=copy)
+        with self.activate():
+            return self.library.from_numpy(host, self.device, copy=copy)
 
     def move(self, x: Any, dtype: str | None = None) -> Any:
         """A copy of an array of any backend on this one, via the host; its dtype unless ``dtype``."""
@@ -108,10 +133,11 @@ class Backend:
 
     def uniform(self, shape: tuple[int, ...]) -> Any:
         """float32 samples from [0, 1) on the device, from the seeded per-device generator."""
-        key = (self.name, str(self.device))
-        if key not in _device_rngs:
-            _device_rngs[key] = self.library.generator(_stream_seed(), self.device)
-        return self.library.uniform(_device_rngs[key], tuple(shape), None, self.device)
+        key = (self.name, self.device_name)
+        with self.activate():
+            if key not in _device_rngs:
+                _device_rngs[key] = self.library.generator(_stream_seed(), self.device)
+            return self.library.uniform(_device_rngs[key], tuple(shape), None, self.device)
 
 
 # --------------------------------------------------------------------------- random numbers
@@ -165,18 +191,28 @@ _scoped: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.Con
 )
 
 
+_warned_auto = False
+
+
 @functools.cache
-def _make(name: str, device: str | None) -> Backend:
+def _make(name: str, device: Any) -> Backend:
+    global _warned_auto
     if name == "auto":
         try:
             return _make("cupy", device)
-        except BackendError:
+        except BackendError as exc:
+            if not _warned_auto:
+                _warned_auto = True
+                warnings.warn(f"portnn: backend 'auto' falls back to NumPy because {exc}",
+                              RuntimeWarning, stacklevel=4)
             return _make("numpy", None)
     if name not in LIBRARIES:
         raise BackendError(f"unknown backend {name!r}; valid names: {', '.join(NAMES)}")
     library = LIBRARIES[name]
     xp = library.load()
-    return Backend(name=name, device=library.device(device), xp=xp, library=library)
+    dev = library.device(device)
+    library.check(dev)
+    return Backend(name=name, device=dev, xp=xp, library=library)
 
 
 def resolve(backend: str | Backend | None = None, device: str | None = None) -> tuple[Backend, str]:
@@ -236,7 +272,8 @@ def use_backend(backend: str, device: str | None = None) -> Iterator[Backend]:
     chosen = _make(backend, device)
     token = _scoped.set((backend, device))
     try:
-        yield chosen
+        with chosen.activate():
+            yield chosen
     finally:
         _scoped.reset(token)
 
@@ -288,8 +325,6 @@ def backend_of(x: Any) -> Backend:
     for name in ("numpy", "cupy", "torch", "array_api_strict"):
         if getattr(array_api_compat, f"is_{name}_namespace")(xp):
             dev = array_api_compat.device(x)
-            if name == "torch" and dev.type == "cuda":
-                return _make(name, f"cuda:{dev.index or 0}")
             return _make(name, LIBRARIES[name].device_name(dev))
     raise BackendError(f"arrays of {xp.__name__} are not supported; valid backends: {NAMES}")
 
@@ -317,5 +352,30 @@ def check_device(where: str, x: Any, expected: Backend) -> None:
         raise DeviceMismatchError(
             f"{where}: got an array on {actual or type(x).__name__} but the parameters live on "
             f"{expected}; move the data with portnn.get_backend({expected.name!r}, "
-            f"{str(expected.device)!r}).asarray(...) or load the model on that backend"
+            f"{expected.device_name!r}).asarray(...) or load the model on that backend"
         )
+
+
+def on_device(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a method of an object with a ``backend`` (a model) with that backend's device current.
+
+    Example:
+        >>> class Sequential:
+        ...     @on_device
+        ...     def predict(self, x): ...
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with self.backend.activate():
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
+def activate_for(x: Any) -> contextlib.AbstractContextManager[Any]:
+    """The device context of the array ``x`` (a no-op for anything that is not a backend array)."""
+    try:
+        return backend_of(x).activate()
+    except (BackendError, TypeError):
+        return contextlib.nullcontext()

@@ -6,6 +6,7 @@ that the rest of portnn deals only in Array API namespaces.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any
 
@@ -41,19 +42,35 @@ class Library:
         """Devices usable on this machine, as the strings `device(...)` accepts."""
         return [str(self.default_device())]
 
-    def device(self, spec: str | None) -> Any:
-        """Parse a device string ('cpu', 'cuda:1', 'device1', ...)."""
+    def device(self, spec: Any) -> Any:
+        """Parse a device spelling ('cpu', 'cuda', 'cuda:1', 'device1', a device object, ...)."""
         if spec is None:
             return self.default_device()
-        if spec not in self.devices():
+        name = self.normalize(spec)
+        if name not in self.devices():
             raise BackendError(
-                f"backend {self.name!r} has no device {spec!r}; devices here: {self.devices()}"
+                f"backend {self.name!r} has no device {name!r}; devices here: {self.devices()}"
             )
-        return spec
+        return name
+
+    def normalize(self, spec: Any) -> str:
+        """One spelling per device: the string :meth:`device_name` prints."""
+        return str(spec)
 
     def device_name(self, device: Any) -> str:
         """The device as the string :meth:`device` parses back."""
         return str(device)
+
+    def activate(self, device: Any) -> contextlib.AbstractContextManager[Any]:
+        """A context in which ``device`` is the library's current device (a no-op by default).
+
+        CuPy puts every result, and array-api-compat's CuPy ``zeros``/``arange``
+        every new array, on the *current* device whatever ``device=`` says.
+        """
+        return _NO_OP
+
+    def check(self, device: Any) -> None:
+        """Raise :class:`BackendError` if ``device`` cannot compute (run once, when selected)."""
 
     def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
         """A host array on ``device``; ``copy=False`` may share memory with it (read-only data)."""
@@ -70,6 +87,24 @@ class Library:
         return self.from_numpy(gen.random(shape, dtype=np.float32), device)
 
 
+_NO_OP = contextlib.nullcontext()  # reusable and reentrant
+
+
+def _cuda_name(spec: Any) -> str:
+    """``cuda``, ``0``, ``cuda:0``, ``torch.device("cuda", 0)``, ``<CUDA Device 0>`` -> ``cuda:0``."""
+    index = getattr(spec, "index", None) if not isinstance(spec, (str, int)) else None
+    if index is None and hasattr(spec, "id"):  # a cupy.cuda.Device
+        index = spec.id
+    if index is not None:
+        return f"cuda:{index}"
+    text = str(spec).strip().lower()
+    if text in ("cuda", "gpu"):
+        return "cuda:0"
+    if text.isdigit():
+        return f"cuda:{text}"
+    return text
+
+
 class NumPy(Library):
     name, module, pip = "numpy", "numpy", "numpy"
 
@@ -84,24 +119,30 @@ class NumPy(Library):
 
 
 class CuPy(Library):
-    name, module, pip = "cupy", "cupy", "cupy-cuda12x  (cupy-cuda11x for a Kepler GPU such as the K80)"
+    name, module = "cupy", "cupy"
+    pip = "cupy-cuda12x  (`python -m portnn info` names the wheel for this GPU and driver)"
+
+    def __init__(self) -> None:
+        self._checked: set[int] = set()
 
     def load(self) -> Any:
+        from ._cupy_check import diagnose, import_cupy
+
+        import_cupy(self.pip)
+        self.check(0)  # the default device; `device(...)` checks any other once
         try:
-            import cupy
-        except ImportError:
-            return super().load()  # raises the not-installed error with the pip command
-        try:
-            cupy.cuda.runtime.getDeviceCount()
-            cupy.zeros(1) + 1  # runs a kernel: the real test of a usable CUDA
+            return super().load()
         except Exception as exc:
-            raise BackendError(
-                "backend 'cupy': CuPy is installed but CUDA is not usable here "
-                f"({type(exc).__name__}: {exc}). Check `nvidia-smi`, the driver, and that the "
-                "CuPy wheel matches the CUDA version (cupy-cuda11x / cupy-cuda12x / "
-                "cupy-cuda13x); or pick another backend, e.g. PORTNN_BACKEND=numpy."
-            ) from None
-        return super().load()
+            raise BackendError(diagnose(exc, "array namespace")) from None
+
+    def check(self, device: Any) -> None:
+        """An elementwise kernel, a cuBLAS matmul, a cuRAND draw and a synchronize on ``device``."""
+        from ._cupy_check import self_check
+
+        index = device if isinstance(device, int) else device.id
+        if index not in self._checked:
+            self_check(index)
+            self._checked.add(index)
 
     def default_device(self) -> Any:
         import cupy
@@ -113,21 +154,30 @@ class CuPy(Library):
 
         return [f"cuda:{i}" for i in range(cupy.cuda.runtime.getDeviceCount())]
 
-    def device(self, spec: str | None) -> Any:
+    def normalize(self, spec: Any) -> str:
+        return _cuda_name(spec)
+
+    def device(self, spec: Any) -> Any:
         import cupy
 
         if spec is None:
             return self.default_device()
-        spec = super().device(spec if spec.startswith("cuda") else f"cuda:{spec}")
-        return cupy.cuda.Device(int(spec.partition(":")[2] or 0))
+        return cupy.cuda.Device(int(super().device(spec).partition(":")[2]))
 
     def device_name(self, device: Any) -> str:
         return f"cuda:{device.id}"
 
+    def activate(self, device: Any) -> contextlib.AbstractContextManager[Any]:
+        import cupy
+
+        # A fresh Device per entry: a Device keeps its own stack of previous devices, so a shared
+        # one entered from two threads would restore the wrong device.
+        return cupy.cuda.Device(device.id)
+
     def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
         import cupy
 
-        with device:
+        with self.activate(device):
             return cupy.asarray(array)
 
     def to_numpy(self, array: Any) -> np.ndarray:
@@ -136,13 +186,13 @@ class CuPy(Library):
     def generator(self, seed: int | None, device: Any) -> Any:
         import cupy
 
-        with device:
+        with self.activate(device):
             return cupy.random.default_rng(seed)
 
     def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
         import cupy
 
-        with device:
+        with self.activate(device):
             return gen.random(shape, dtype=cupy.float32)
 
 
@@ -152,7 +202,8 @@ class Torch(Library):
     def default_device(self) -> Any:
         import torch
 
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # torch's own default, "cuda", is the *current* CUDA device; arrays report it with its index.
+        return torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
 
     def devices(self) -> list[str]:
         import torch
@@ -160,12 +211,13 @@ class Torch(Library):
         cuda = [f"cuda:{i}" for i in range(torch.cuda.device_count())]
         return ["cpu", *cuda, "meta"]
 
-    def device(self, spec: str | None) -> Any:
+    def normalize(self, spec: Any) -> str:
+        return _cuda_name(spec) if "cuda" in str(spec).lower() else str(spec).strip().lower()
+
+    def device(self, spec: Any) -> Any:
         import torch
 
-        if spec == "cuda":
-            spec = "cuda:0"
-        return torch.device(super().device(spec)) if spec else self.default_device()
+        return self.default_device() if spec is None else torch.device(super().device(spec))
 
     def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
         import torch
@@ -208,10 +260,13 @@ class ArrayAPIStrict(Library):
 
         return [self.device_name(d) for d in array_api_strict.__array_namespace_info__().devices()]
 
-    def device(self, spec: str | None) -> Any:
+    def normalize(self, spec: Any) -> str:
+        return self.device_name(spec) if hasattr(spec, "_device") else str(spec)
+
+    def device(self, spec: Any) -> Any:
         import array_api_strict
 
-        return array_api_strict.Device(super().device(spec)) if spec else self.default_device()
+        return self.default_device() if spec is None else array_api_strict.Device(super().device(spec))
 
     def device_name(self, device: Any) -> str:
         return str(device._device)

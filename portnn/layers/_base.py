@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from ..backends import Backend, backend_of, check_device, get_backend
+from ..backends import Backend, activate_for, backend_of, check_device, get_backend
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,10 +35,12 @@ class Layer:
         self.backward(dy)
 
     def __call__(self, x: Any, training: bool = False) -> Any:
-        """``forward`` after checking that ``x`` is on the parameters' device."""
-        if self.params:
-            check_device(type(self).__name__, x, self.backend)
-        return self.forward(x, training)
+        """``forward`` after checking that ``x`` is on the parameters' device, with that device current."""
+        be = self.backend
+        if be is not None:
+            check_device(type(self).__name__, x, be)
+        with be.activate() if be is not None else activate_for(x):
+            return self.forward(x, training)
 
     def add_param(self, name: str, value: np.ndarray, buffer: bool = False) -> None:
         """Register a host-initialised parameter (or untrained buffer) on the active backend."""
