@@ -77,11 +77,19 @@ def init(kind: str | None = None) -> Communicator:
                            f"pip install {package}") from exc
     if comm.size > 1 and isinstance(comm, MPICommunicator):
         _abort_on_exception(comm)
-    if comm.size > 1 and (os.environ.get("PORTNN_DEVICE") == "cuda" or (
-            not os.environ.get("PORTNN_DEVICE") and os.environ.get("PORTNN_BACKEND") == "cupy")):
-        os.environ["PORTNN_DEVICE"] = f"cuda:{comm.local_rank}"
+    device = rank_device(comm, os.environ)
+    if device is not None:
+        os.environ["PORTNN_DEVICE"] = device
     _comm = comm
     return comm
+
+
+def rank_device(comm: Communicator, environ: dict[str, str]) -> str | None:
+    """``cuda:<local_rank>`` where the environment asks for a GPU without saying which, else ``None``."""
+    device, backend = environ.get("PORTNN_DEVICE"), environ.get("PORTNN_BACKEND")
+    if comm.size > 1 and (device == "cuda" or (not device and backend == "cupy")):
+        return f"cuda:{comm.local_rank}"
+    return None
 
 
 def _abort_on_exception(comm: MPICommunicator) -> None:

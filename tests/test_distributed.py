@@ -131,6 +131,15 @@ def test_init_alone_is_size_one_and_cached():
             distributed._comm = saved
 
 
+def test_each_rank_its_own_gpu_when_none_is_named():
+    rank3 = Twin(rank=3, size=4)
+    assert distributed.rank_device(rank3, {"PORTNN_BACKEND": "cupy"}) == "cuda:3"
+    assert distributed.rank_device(rank3, {"PORTNN_BACKEND": "torch", "PORTNN_DEVICE": "cuda"}) == "cuda:3"
+    assert distributed.rank_device(rank3, {"PORTNN_BACKEND": "cupy", "PORTNN_DEVICE": "cuda:0"}) is None
+    assert distributed.rank_device(rank3, {"PORTNN_BACKEND": "numpy"}) is None
+    assert distributed.rank_device(Twin(0, 1), {"PORTNN_BACKEND": "cupy"}) is None
+
+
 @pytest.mark.parametrize("batch", [1, 2, 7, 8, 13])
 @pytest.mark.parametrize("size", [1, 2, 3])
 def test_shard_splits_every_batch_exactly(batch, size):
