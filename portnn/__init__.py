@@ -5,6 +5,7 @@ with ``PORTNN_BACKEND``, :func:`set_backend` or :func:`use_backend`.
 """
 
 from . import backends, data, distributed, initializers, layers, losses, optimizers
+from ._inputs import NonFiniteLossError
 from .backends import (
     Backend,
     BackendError,
@@ -43,8 +44,8 @@ __all__ = [
     "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Flatten", "MaxPool2D", "Reshape",
     "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError", "BinaryCrossEntropy",
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
-    "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "Optimizer",
-    "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "StepDecay", "Tanh",
+    "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "NonFiniteLossError",
+    "Optimizer", "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "StepDecay", "Tanh",
     "available_backends", "backends", "data", "distributed", "from_architecture", "get_backend", "gradcheck",
     "gradcheck_loss", "initializers", "layers", "losses", "optimizers", "seed", "set_backend",
     "to_numpy", "use_backend",

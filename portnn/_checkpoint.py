@@ -21,6 +21,7 @@ exactly, then moves everything to the target backend.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -60,10 +61,16 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
         for name, state in optimizer.state.items():
             arrays.update({f"opt/{name}/{k}": to_numpy(v) for k, v in state.items()})
     path = os.fspath(path)
-    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
+    folder, prefix = os.path.dirname(os.path.abspath(path)), f".portnn-{os.path.basename(path)}."
     # Written beside the target and renamed over it: a failed save leaves the old file as it was.
-    fd, tmp = tempfile.mkstemp(prefix=".portnn-", suffix=".npz.tmp",
-                               dir=os.path.dirname(os.path.abspath(path)))
+    # The temporary name carries the target and our pid, so a later save can remove what a
+    # killed one left behind.
+    try:
+        _remove_leftovers(folder, prefix)
+        mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _naming(exc, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -71,9 +78,40 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException as exc:  # KeyboardInterrupt too: never leave the temporary file behind
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _naming(exc, path) from exc
         raise
+
+
+def _naming(exc: OSError, path: str) -> OSError:
+    """The same kind of OSError, naming the user's path rather than the temporary file."""
+    return type(exc)(exc.errno, f"cannot save the model to {path!r}: {exc.strerror or exc}")
+
+
+def _remove_leftovers(folder: str, prefix: str) -> None:
+    """Delete temporary files of earlier saves to the same path whose process has died."""
+    if os.name != "posix" or not os.path.isdir(folder):
+        return  # no cheap liveness test without POSIX signals: keep them
+    for name in os.listdir(folder):
+        pid = name[len(prefix):].partition("-")[0]
+        if name.startswith(prefix) and name.endswith(".tmp") and pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def load(cls: type, path: str | os.PathLike[str], backend: str | Backend | None = None,
@@ -153,6 +191,9 @@ def _check_fits(path: Any, name: str, value: np.ndarray, like: Any) -> None:
     if tuple(value.shape) != tuple(like.shape):
         raise CheckpointError(f"{path}: {name!r} has shape {tuple(value.shape)} but the saved "
                               f"architecture needs {tuple(like.shape)}")
+    if value.dtype != like.dtype:
+        raise CheckpointError(f"{path}: {name!r} has dtype {value.dtype} but the saved "
+                              f"architecture needs {like.dtype}")
 
 
 def _entry(obj: Any) -> dict[str, Any]:

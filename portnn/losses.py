@@ -62,6 +62,8 @@ class BinaryCrossEntropy(Loss):
     """
 
     def __init__(self, from_logits: bool = False) -> None:
+        if not isinstance(from_logits, bool):
+            raise TypeError(f"BinaryCrossEntropy: from_logits must be True or False, got {from_logits!r}")
         self.from_logits = from_logits
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
@@ -143,6 +145,11 @@ def get(loss: str | Loss) -> Loss:
     """A loss by name (``"mse"``, ``"binary_crossentropy"``, ``"crossentropy"``) or passed through."""
     if isinstance(loss, Loss):
         return loss
+    if isinstance(loss, type) and issubclass(loss, Loss):
+        raise TypeError(f"loss must be a Loss instance or a name, got the class {loss.__name__}; "
+                        f"write {loss.__name__}()")
+    if not isinstance(loss, str):
+        raise TypeError(f"loss must be a name {sorted(_BY_NAME)} or a Loss, got {type(loss).__name__}")
     key = loss.lower().replace("_", "").replace("-", "")
     for name, cls in _BY_NAME.items():
         if name.replace("_", "") == key:

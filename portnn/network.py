@@ -6,9 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
-from . import _checkpoint, losses, optimizers
+from . import _checkpoint, _checks, _inputs, losses, optimizers
 from . import distributed as _distributed
 from . import layers as layers_module
 from ._checkpoint import CheckpointError
@@ -47,7 +45,7 @@ class Sequential:
     def __init__(self, layers: Sequence[Layer], loss: str | losses.Loss | None = None,
                  optimizer: str | optimizers.Optimizer | None = None,
                  backend: str | Backend | None = None, device: str | None = None) -> None:
-        self.layers = list(layers)
+        self.layers = _checks.layer_list(layers)
         self.loss = None if loss is None else losses.get(loss)
         self.optimizer = None if optimizer is None else optimizers.get(optimizer)
         if backend is not None or device is not None:
@@ -118,6 +116,7 @@ class Sequential:
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
             shuffle: bool = True, validation_data: tuple[Any, Any] | None = None,
             verbose: int = 1, callbacks: Sequence[Callback] = (),
+            on_nonfinite: str = "raise",
             distributed: bool | _distributed.Communicator | None = None) -> History:
         """Train for ``epochs`` passes over ``(x, y)``.
 
@@ -131,6 +130,9 @@ class Sequential:
             verbose: 0 silent, 1 a line per epoch, ``n`` > 1 every n-th epoch.
             callbacks: ``f(model, epoch, logs)`` after each epoch; returning
                 ``True`` stops training.
+            on_nonfinite: a NaN/inf epoch loss raises
+                :class:`portnn.NonFiniteLossError` (``"raise"``) or warns and
+                stops (``"warn"``).
             distributed: a :mod:`portnn.distributed` communicator (``True``:
                 ``init()``): every rank trains on its slice of each global
                 batch of ``batch_size`` and the gradients are summed; rank 0 prints.
@@ -141,13 +143,12 @@ class Sequential:
         if self.loss is None or self.optimizer is None:
             raise ValueError("Sequential.fit needs a loss and an optimizer: "
                              "Sequential(layers, loss='mse', optimizer=portnn.SGD(0.1))")
-        x, y = self._to_device(x, y)
+        batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle)
+        x, y = _inputs.prepare(self, x, y)
         if validation_data is not None:
-            validation_data = self._to_device(*validation_data)
+            validation_data = _inputs.prepare_validation(self, validation_data)
         n = x.shape[0]
-        batch_size = n if batch_size is None else int(batch_size)
-        if batch_size < 1:
-            raise ValueError(f"Sequential.fit: batch_size must be >= 1 or None, got {batch_size}")
+        batch_size = batch_size or n
         be = self.backend
         xp = be.xp
         history = History()
@@ -187,6 +188,8 @@ class Sequential:
                 history.setdefault(key, []).append(value)
             if verbose and ((epoch + 1) % verbose == 0 or epoch == 0 or epoch + 1 == epochs):
                 print(format_epoch(epoch + 1, epochs, logs), flush=True)
+            if _inputs.stop_on_nonfinite(history, logs, epoch + 1, epochs, on_nonfinite):
+                break
             if any([cb(self, epoch, logs) for cb in callbacks]):
                 break
         if dp is not None:
@@ -202,6 +205,8 @@ class Sequential:
         each rank predicts its part of ``x`` and every rank gets all of it.
         """
         x = self._to_device(x)
+        if batch_size is not None:
+            _checks.integer("Sequential.predict", "batch_size", batch_size)
         comm = _distributed.resolve(distributed)
         if comm is not None:
             return _distributed.predict(self, x, comm, batch_size)
@@ -220,6 +225,8 @@ class Sequential:
         """
         if self.loss is None:
             raise ValueError("Sequential.evaluate needs a loss")
+        if batch_size is not None:
+            _checks.integer("Sequential.evaluate", "batch_size", batch_size)
         comm = _distributed.resolve(distributed)
         if comm is not None:
             return _distributed.evaluate(self, *self._to_device(x, y), comm, batch_size)
@@ -236,19 +243,9 @@ class Sequential:
             correct = _add(correct, self.loss.correct(out, yb))
         return _read_back(total, correct, n)
 
-    def _dtype(self) -> str:
-        return next((layer.dtype for layer in self.layers if hasattr(layer, "dtype")),
-                    "float32")
-
-    def _to_device(self, x: Any, *rest: Any) -> Any:
-        be = self.backend
-        # Inputs are only read: no copy where the backend can share the caller's memory.
-        moved = [be.asarray(a, dtype=self._dtype() if _is_float(a) else None, copy=False)
-                 for a in (x, *rest)]
-        if any(a.shape[0] != moved[0].shape[0] for a in moved):
-            raise ValueError(f"Sequential: x has {moved[0].shape[0]} samples but y has "
-                             f"{moved[1].shape[0]}")
-        return moved[0] if not rest else tuple(moved)
+    def _to_device(self, x: Any, *y: Any) -> Any:
+        """The checked data boundary (:mod:`portnn._inputs`): ``x`` or ``(x, y)`` on the device."""
+        return _inputs.prepare(self, x, *y)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -302,13 +299,6 @@ def _read_back(total: Any, correct: Any, n: int) -> dict[str, float]:
     return logs
 
 
-def _is_float(a: Any) -> bool:
-    dtype = getattr(a, "dtype", None)
-    if dtype is None:
-        return np.asarray(a).dtype.kind == "f"
-    return "float" in str(dtype)
-
-
 def format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:
     """The classic per-epoch line: ``epoch 3/1000 error=0.307195 accuracy=0.7500``."""
     parts = [f"epoch {epoch}/{epochs}"]
@@ -332,7 +322,7 @@ def from_architecture(architecture: Sequence[dict[str, Any]], **kwargs: Any) -> 
         ...     {"input_dim": 4, "output_dim": 1, "activation": "sigmoid"}], loss="binary_crossentropy")
     """
     built: list[Layer] = []
-    for i, spec in enumerate(architecture):
+    for i, spec in enumerate(_checks.architecture(architecture)):
         built.append(layers_module.Dense(spec["input_dim"], spec["output_dim"],
                                          init=spec.get("init", "glorot_uniform")))
         act = (spec.get("activation") or "linear").lower()

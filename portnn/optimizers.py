@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from . import _checks
 from .backends import array_namespace
 from .layers import Layer
 
@@ -33,8 +34,9 @@ class Optimizer:
     decoupled = False
 
     def __init__(self, lr: float | Schedule = 0.01, weight_decay: float = 0.0) -> None:
-        self.lr = lr
-        self.weight_decay = weight_decay
+        owner = type(self).__name__
+        self.lr = lr if callable(lr) else _checks.positive(owner, "lr", lr)
+        self.weight_decay = _checks.nonnegative(owner, "weight_decay", weight_decay)
         self.epoch = 0
         self.t = 0
         self.state: dict[str, dict[str, Any]] = {}
@@ -79,7 +81,8 @@ class SGD(Optimizer):
     def __init__(self, lr: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
-        if nesterov and momentum <= 0:
+        momentum = _checks.fraction("SGD", "momentum", momentum)
+        if _checks.boolean("SGD", "nesterov", nesterov) and momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
         self.momentum, self.nesterov = momentum, nesterov
 
@@ -105,7 +108,8 @@ class Adam(Optimizer):
     def __init__(self, lr: float | Schedule = 0.001, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
-        self.betas, self.eps = tuple(betas), eps
+        self.betas, self.eps = _checks.betas(type(self).__name__, betas), _checks.positive(
+            type(self).__name__, "eps", eps)
 
     def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
         xp = array_namespace(w)
@@ -139,7 +143,8 @@ class RMSProp(Optimizer):
     def __init__(self, lr: float | Schedule = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
-        self.alpha, self.eps = alpha, eps
+        self.alpha = _checks.fraction("RMSProp", "alpha", alpha)
+        self.eps = _checks.positive("RMSProp", "eps", eps)
 
     def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
         xp = array_namespace(w)
@@ -171,9 +176,10 @@ class StepDecay(LRSchedule):
     """
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
-        if step_size < 1:
-            raise ValueError(f"StepDecay: step_size must be >= 1, got {step_size}")
-        self.lr, self.step_size, self.gamma = lr, step_size, gamma
+        owner = type(self).__name__
+        self.lr = _checks.positive(owner, "lr", lr)
+        self.step_size = _checks.integer(owner, "step_size", step_size)
+        self.gamma = _checks.positive(owner, "gamma", gamma)
 
     def __call__(self, epoch: int) -> float:
         return self.lr * self.gamma ** (epoch // self.step_size)
@@ -194,9 +200,9 @@ class CosineDecay(LRSchedule):
     """
 
     def __init__(self, lr: float, epochs: int, min_lr: float = 0.0) -> None:
-        if epochs < 1:
-            raise ValueError(f"CosineDecay: epochs must be >= 1, got {epochs}")
-        self.lr, self.epochs, self.min_lr = lr, epochs, min_lr
+        self.lr, self.epochs = _checks.positive("CosineDecay", "lr", lr), _checks.integer(
+            "CosineDecay", "epochs", epochs)
+        self.min_lr = _checks.nonnegative("CosineDecay", "min_lr", min_lr)
 
     def __call__(self, epoch: int) -> float:
         frac = min(epoch, self.epochs) / self.epochs
@@ -210,6 +216,9 @@ def get(optimizer: str | Optimizer) -> Optimizer:
     """An optimizer by name (``"sgd"``, ``"adam"``, ...) with defaults, or passed through."""
     if isinstance(optimizer, Optimizer):
         return optimizer
+    if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be an Optimizer instance or a name, got the class "
+                        f"{optimizer.__name__}; write {optimizer.__name__}(lr=...)")
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a name {sorted(_BY_NAME)} or an Optimizer, "
                         f"got {type(optimizer).__name__}")

@@ -240,7 +240,7 @@ def test_layers_on_different_backends_are_rejected():
 def test_train_step_grads_equal_full_backward(backend):
     # train_step stops at the first trained layer (no dx there); the gradients must not change.
     model = portnn.Sequential([portnn.Flatten(), portnn.Dense(6, 4), portnn.Tanh(), portnn.Dense(4, 2)],
-                              loss=portnn.MSE(), optimizer=portnn.SGD(0.0))
+                              loss=portnn.MSE(), optimizer=portnn.SGD(0.1))  # steps after the grads
     x = backend.asarray(np.random.default_rng(0).standard_normal((3, 2, 3)))
     t = backend.asarray(np.ones((3, 2), np.float32))
     model.loss(model.forward(x, training=True), t)

@@ -6,6 +6,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..backends import Backend, activate_for, backend_of, check_device, get_backend
+from ._params import Params
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,7 +20,8 @@ class Layer:
     """
 
     def __init__(self) -> None:
-        self.params: dict[str, Any] = {}
+        # Assignments are checked and copied (shape, dtype, backend): see ``_params.Params``.
+        self.params: dict[str, Any] = Params(self)
         self.grads: dict[str, Any] = {}
         # State that is saved and moved with the layer but not trained (e.g. running means).
         self.buffers: dict[str, Any] = {}
@@ -44,8 +46,10 @@ class Layer:
 
     def add_param(self, name: str, value: np.ndarray, buffer: bool = False) -> None:
         """Register a host-initialised parameter (or untrained buffer) on the active backend."""
-        dtype = getattr(self, "dtype", "float32")
-        (self.buffers if buffer else self.params)[name] = get_backend().asarray(value, dtype=dtype)
+        if not buffer:
+            self.params[name] = value  # checked, cast and moved to the active backend
+            return
+        self.buffers[name] = get_backend().asarray(value, dtype=getattr(self, "dtype", "float32"))
 
     @property
     def backend(self) -> Backend | None:
@@ -59,9 +63,13 @@ class Layer:
         target = get_backend(backend, device)
         if dtype is not None and hasattr(self, "dtype"):
             self.dtype = dtype
-        for store in (self.params, self.buffers):
-            for name, value in store.items():
-                store[name] = target.move(value, dtype)
+        moved = {name: target.move(value, dtype) for name, value in self.params.items()}
+        if isinstance(self.params, Params):
+            self.params.adopt(moved)
+        else:
+            self.params = moved
+        for name, value in self.buffers.items():
+            self.buffers[name] = target.move(value, dtype)
         self.grads.clear()
         return self
 

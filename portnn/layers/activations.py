@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _checks
 from ..backends import array_namespace
 from ._base import Layer
 
@@ -27,7 +28,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = _checks.real("LeakyReLU", "negative_slope", negative_slope)
 
     def forward(self, x: Any, training: bool = False) -> Any:
         self.mask = x > 0
@@ -69,6 +70,8 @@ class Softmax(Layer):
 
     def __init__(self, axis: int = -1) -> None:
         super().__init__()
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise TypeError(f"Softmax: axis must be an int such as -1, got {axis!r}")
         self.axis = axis
 
     def forward(self, x: Any, training: bool = False) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 import array_api_extra as xpx
 from array_api_compat import device as device_of
 
-from .. import initializers
+from .. import _checks, initializers
 from ..backends import array_namespace
 from ._base import Layer
 
@@ -19,11 +19,13 @@ Pair = int | tuple[int, int]
 
 
 def pair(value: Pair, layer: str, name: str, minimum: int = 1) -> tuple[int, int]:
-    """``value`` as an ``(h, w)`` pair of ints >= ``minimum`` (a ValueError naming the argument)."""
-    hw = (value, value) if isinstance(value, int) else tuple(value)
-    if len(hw) != 2 or not all(isinstance(v, int) and v >= minimum for v in hw):
-        raise ValueError(f"{layer}: {name} must be an int >= {minimum} or a pair of them, got {value!r}")
-    return hw
+    """``value`` as an ``(h, w)`` pair of ints >= ``minimum`` (an error naming the argument)."""
+    if isinstance(value, tuple | list):
+        if len(value) != 2:
+            raise ValueError(f"{layer}: {name} must be an int >= {minimum} or a pair of them, "
+                             f"got {value!r}")
+        return tuple(_checks.integer(layer, name, v, minimum) for v in value)
+    return (_checks.integer(layer, name, value, minimum),) * 2
 
 
 def check_nchw(layer: str, x: Any, channels: int | None = None) -> None:
@@ -84,10 +86,12 @@ class Conv2D(Layer):
                  padding: Pair = 0, bias: bool = True,
                  init: str | initializers.Initializer = "he_uniform", dtype: str = "float32") -> None:
         super().__init__()
-        self.in_channels, self.out_channels, self.bias = in_channels, out_channels, bias
+        self.name = name = f"Conv2D({in_channels!r}, {out_channels!r})"
+        self.in_channels = _checks.integer(name, "in_channels", in_channels)
+        self.out_channels = _checks.integer(name, "out_channels", out_channels)
+        self.bias = _checks.boolean(name, "bias", bias)
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.init, self.dtype = init, dtype
-        self.name = f"Conv2D({in_channels}, {out_channels})"
+        self.init, self.dtype = init, _checks.float_dtype(name, dtype)
         self._k = pair(kernel_size, self.name, "kernel_size")
         self._s = pair(stride, self.name, "stride")
         self._p = pair(padding, self.name, "padding", minimum=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import initializers
+from .. import _checks, initializers
 from ..backends import array_namespace
 from ._base import Layer
 
@@ -22,8 +22,12 @@ class Dense(Layer):
                  init: str | initializers.Initializer = "glorot_uniform",
                  dtype: str = "float32") -> None:
         super().__init__()
-        self.in_features, self.out_features, self.bias = in_features, out_features, bias
-        self.init, self.dtype = init, dtype
+        self.name = name = f"Dense({in_features!r}, {out_features!r})"
+        in_features = _checks.integer(name, "in_features", in_features)
+        out_features = _checks.integer(name, "out_features", out_features)
+        self.in_features, self.out_features = in_features, out_features
+        self.bias = _checks.boolean(name, "bias", bias)
+        self.init, self.dtype = init, _checks.float_dtype(name, dtype)
         shape = (in_features, out_features)
         self.add_param("weight", initializers.get(init)(shape, in_features, out_features))
         if bias:

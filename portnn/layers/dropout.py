@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _checks
 from ..backends import array_namespace, backend_of
 from ._base import Layer
 
@@ -20,9 +21,7 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5) -> None:
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must satisfy 0 <= p < 1, got {p!r}")
-        self.p = p
+        self.p = _checks.fraction("Dropout", "p", p)
 
     def forward(self, x: Any, training: bool = False) -> Any:
         if not training or self.p == 0.0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import _checks
 from ..backends import array_namespace
 from ..initializers import ones, zeros
 from ._base import Layer
@@ -30,8 +31,11 @@ class BatchNorm(Layer):
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
                  dtype: str = "float32", sync: bool = False) -> None:
         super().__init__()
-        self.num_features, self.momentum, self.eps, self.dtype = num_features, momentum, eps, dtype
-        self.sync = sync
+        self.name = name = f"BatchNorm({num_features!r})"
+        self.num_features = _checks.integer(name, "num_features", num_features)
+        self.momentum = _checks.fraction(name, "momentum", momentum, closed=True)
+        self.eps, self.dtype = _checks.positive(name, "eps", eps), _checks.float_dtype(name, dtype)
+        self.sync = _checks.boolean(name, "sync", sync)
         # Sum over the ranks, set by portnn.distributed while a data-parallel fit runs.
         self.allreduce: Any = None
         self.add_param("weight", ones((num_features,)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from .. import _checks
 from ..backends import array_namespace
 from ._base import Layer
 
@@ -37,7 +38,13 @@ class Reshape(Layer):
 
     def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
-        self.shape = tuple(shape)
+        if isinstance(shape, int) and not isinstance(shape, bool):
+            shape = (shape,)
+        if not isinstance(shape, tuple | list) or not shape:
+            raise TypeError(f"Reshape: shape must be a tuple of ints such as (1, 28, 28), got {shape!r}")
+        self.shape = tuple(_checks.integer("Reshape", "shape", d, minimum=-1) for d in shape)
+        if 0 in self.shape or self.shape.count(-1) > 1:
+            raise ValueError(f"Reshape: shape must hold ints >= 1 and at most one -1, got {shape!r}")
 
     def forward(self, x: Any, training: bool = False) -> Any:
         size, known = math.prod(x.shape[1:]), math.prod(d for d in self.shape if d != -1)
