@@ -315,8 +315,8 @@ class DataParallel:
                 store[key] = value / self.comm.size
         return reduce_logs(sums, self.comm)
 
-    def evaluate(self, x: Any, y: Any) -> dict[str, float]:
-        return evaluate(self.model, x, y, self.comm)
+    def evaluate(self, x: Any, y: Any, local: Any = None) -> dict[str, float]:
+        return evaluate(self.model, x, y, self.comm, local=local)
 
     def close(self) -> None:
         for layer in self._sync:
@@ -327,21 +327,20 @@ class DataParallel:
 # --------------------------------------------------------------------------- inference
 
 
-def evaluate(model: Any, x: Any, y: Any, comm: Communicator,
-             batch_size: int | None = None) -> dict[str, float]:
-    """Mean loss (and accuracy) over all ranks' contiguous parts of ``(x, y)``, the same on every rank."""
+def evaluate(model: Any, x: Any, y: Any, comm: Communicator, batch_size: int | None = None,
+             local: Any = None) -> dict[str, float]:
+    """Mean loss and metrics over all ranks' contiguous parts of ``(x, y)``, the same on every rank.
+
+    ``local(x, y)`` evaluates one part (per-sample means as floats); the
+    default is the model's own evaluation with ``batch_size``.
+    """
+    local = local or (lambda xs, ys: model._evaluate(xs, ys, batch_size))
     n = x.shape[0]
     lo, hi, _ = shard(0, n, comm)
-    logs = model._evaluate(x[lo:hi, ...], y[lo:hi, ...], batch_size) if hi > lo else {}
-    keys = ["loss", "accuracy"] if _classifies(model.loss) else ["loss"]
+    logs = local(x[lo:hi, ...], y[lo:hi, ...]) if hi > lo else {}
+    keys = comm.broadcast_object(list(logs))  # rank 0 always has a part
     sums = comm.allreduce(np.array([logs.get(k, 0.0) * (hi - lo) for k in keys]))
     return {k: float(s) / n for k, s in zip(keys, sums, strict=True)}
-
-
-def _classifies(loss: Any) -> bool:
-    from .losses import Loss
-
-    return type(loss).correct is not Loss.correct
 
 
 def _sizes(n: int, size: int) -> list[int]:
