@@ -63,9 +63,9 @@ def compare(comm, name: str, make, n: int, epochs: int, batch_size: int, checkpo
                         shuffle=shuffle)
     portnn.seed(0)
     model = make()
-    seen = []
-    step = model.train_step
-    model.train_step = lambda xb, yb, sync=None: (seen.append(xb.shape[0]), step(xb, yb, sync))[1]
+    seen = []  # samples this rank trained on
+    forward = model.forward
+    model.forward = lambda xb, training=False: (training and seen.append(xb.shape[0]), forward(xb, training))[1]
     saved = []
 
     def save(m, epoch, logs):
