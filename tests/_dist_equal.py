@@ -65,7 +65,13 @@ def compare(comm, name: str, make, n: int, epochs: int, batch_size: int, checkpo
     model = make()
     seen = []  # samples this rank trained on
     forward = model.forward
-    model.forward = lambda xb, training=False: (training and seen.append(xb.shape[0]), forward(xb, training))[1]
+
+    def counting(xb, training=False):
+        if training:
+            seen.append(xb.shape[0])
+        return forward(xb, training)
+
+    model.forward = counting
     saved = []
 
     def save(m, epoch, logs):
