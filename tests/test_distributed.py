@@ -89,10 +89,10 @@ def test_same_script_alone_uses_size_one_communicator(tmp_path):
 @pytest.mark.parametrize("kind", [pytest.param("mpi", marks=mpi), pytest.param("torch", marks=torchrun)])
 def test_failing_rank_ends_the_job(kind):
     done, seconds = run(kind, "_dist_fail.py", timeout=60)
-    assert done.returncode != 0
-    assert "rank 1 fails on purpose" in done.stdout + done.stderr
-    assert "rank 0 got past" not in done.stdout
-    assert seconds < 30, seconds
+    output = f"rc={done.returncode} after {seconds:.1f} s\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+    assert done.returncode != 0 and "rank 0 got past" not in done.stdout, output
+    assert seconds < 30, output
+    # The traceback usually makes it out; an abort may cut the output short, so not asserted.
 
 
 # --------------------------------------------------------------------------- in this process
