@@ -99,7 +99,7 @@ def main() -> None:
     comm = distributed.init()
     assert distributed.init() is comm
     checkpoint = sys.argv[1] if len(sys.argv) > 1 else None
-    cases = [("numpy", "cpu"), ("array_api_strict", "CPU_DEVICE")] + ([("torch", "cpu")] if torch else [])
+    cases = [("numpy", "cpu"), ("array_api_strict", "device1")] + ([("torch", "cpu")] if torch else [])
     for backend, device in cases:
         with portnn.use_backend(backend, device):
             tag = f"{comm.kind}x{comm.size} {backend}-{device}"
