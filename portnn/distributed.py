@@ -225,7 +225,7 @@ def reduce_gradients(layers: Any, comm: Communicator, weight: float = 1.0) -> No
 
     ``weight`` scales this rank's gradients before the sum (its share of the
     global batch when they are gradients of its own mean loss; 1 when the
-    loss gradient was already weighted, as :meth:`DataParallel.step` does).
+    loss gradient was already weighted, as :meth:`DataParallel.scale` does).
     """
     items = [(layer.grads, key) for layer in layers for key in layer.params]
     for group in _groups(items):
