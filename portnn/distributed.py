@@ -315,8 +315,9 @@ class DataParallel:
                 store[key] = value / self.comm.size
         return reduce_logs(sums, self.comm)
 
-    def evaluate(self, x: Any, y: Any, local: Any = None) -> dict[str, float]:
-        return evaluate(self.model, x, y, self.comm, local=local)
+    def evaluate(self, x: Any, y: Any, local: Any) -> dict[str, float]:
+        """:func:`evaluate` on this fit's communicator."""
+        return evaluate(x, y, self.comm, local)
 
     def close(self) -> None:
         for layer in self._sync:
@@ -327,14 +328,11 @@ class DataParallel:
 # --------------------------------------------------------------------------- inference
 
 
-def evaluate(model: Any, x: Any, y: Any, comm: Communicator, batch_size: int | None = None,
-             local: Any = None) -> dict[str, float]:
+def evaluate(x: Any, y: Any, comm: Communicator, local: Any) -> dict[str, float]:
     """Mean loss and metrics over all ranks' contiguous parts of ``(x, y)``, the same on every rank.
 
-    ``local(x, y)`` evaluates one part (per-sample means as floats); the
-    default is the model's own evaluation with ``batch_size``.
+    ``local(x, y)`` evaluates one part: its per-sample means as floats.
     """
-    local = local or (lambda xs, ys: model._evaluate(xs, ys, batch_size))
     n = x.shape[0]
     lo, hi, _ = shard(0, n, comm)
     logs = local(x[lo:hi, ...], y[lo:hi, ...]) if hi > lo else {}

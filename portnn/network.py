@@ -182,7 +182,8 @@ class Sequential:
                 total, correct = dp.end_epoch({"loss": total, "correct": correct}).values()
             logs = _read_back(total, correct, n)
             if validation_data is not None:
-                val = self._evaluate(*validation_data) if dp is None else dp.evaluate(*validation_data)
+                val = (self._evaluate(*validation_data) if dp is None else
+                       dp.evaluate(*validation_data, self._evaluate))
                 logs.update({f"val_{k}": v for k, v in val.items()})
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
@@ -229,7 +230,8 @@ class Sequential:
             _checks.integer("Sequential.evaluate", "batch_size", batch_size)
         comm = _distributed.resolve(distributed)
         if comm is not None:
-            return _distributed.evaluate(self, *self._to_device(x, y), comm, batch_size)
+            return _distributed.evaluate(*self._to_device(x, y), comm,
+                                         lambda xs, ys: self._evaluate(xs, ys, batch_size))
         return self._evaluate(*self._to_device(x, y), batch_size=batch_size)
 
     def _evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
