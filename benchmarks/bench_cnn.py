@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         threads = f", torch threads {torch.get_num_threads()}, OPENBLAS_NUM_THREADS {blas}"
     except ImportError:
         threads = ", torch not installed"
+    if args.quick:
+        print("smoke run (--quick): a few steps each, so the ratios below mean nothing")
     print(f"CNN training throughput (images/s, best of {rounds} interleaved rounds), "
           f"batch {args.batch_size}, float32{threads}")
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
@@ -214,8 +217,31 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ours = results[f"portnn-{args.backend}"]
     for name, value in results.items():
         if not name.startswith("portnn"):
-            print(f"  portnn / {name:11s} {ours / value:6.2f}x")
+            target = "   (target >= 1.0x: " + ("met)" if ours / value >= 1.0 else "MISSED)")
+            print(f"  portnn / {name:17s} {ours / value:6.2f}x the throughput"
+                  + (target if name == "torch-cpu" else ""))
+    peaks = {name: peak_memory(steps[name], data, args.batch_size)
+             for name in (f"portnn-{args.backend}", "numpy-handwritten")} if args.backend == "numpy" else {}
+    if peaks:
+        ratio = peaks["portnn-numpy"] / peaks["numpy-handwritten"]
+        print(f"CNN peak memory of one training step (tracemalloc): portnn "
+              f"{peaks['portnn-numpy'] / 2**20:.1f} MiB, hand-written NumPy "
+              f"{peaks['numpy-handwritten'] / 2**20:.1f} MiB: {ratio:.2f}x   "
+              f"(target <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'})")
     return results
+
+
+def peak_memory(step: Callable[[np.ndarray, np.ndarray], None], data: tuple[np.ndarray, np.ndarray],
+                batch: int) -> int:
+    """Bytes allocated at the peak of one training step beyond what was live before it."""
+    x, y = data[0][:batch], data[1][:batch]
+    step(x, y)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    step(x, y)
+    peak = tracemalloc.get_traced_memory()[1] - base
+    tracemalloc.stop()
+    return peak
 
 
 if __name__ == "__main__":

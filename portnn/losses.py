@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-import array_api_extra as xpx
-
+from .backends import _fast as fast
 from .backends import array_namespace
 
 __all__ = ["BinaryCrossEntropy", "CrossEntropy", "Loss", "MSE", "get"]
@@ -32,7 +32,7 @@ class Loss:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
     def _same_shape(self, y_pred: Any, y_true: Any) -> Any:
-        if tuple(y_pred.shape) != tuple(y_true.shape):
+        if y_pred.shape != y_true.shape:
             raise ValueError(
                 f"{type(self).__name__}: y_pred has shape {tuple(y_pred.shape)} but y_true has "
                 f"shape {tuple(y_true.shape)}; reshape y_true to match (e.g. y.reshape(-1, 1))"
@@ -47,8 +47,9 @@ class MSE(Loss):
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         self._diff = y_pred - self._same_shape(y_pred, y_true)
+        squared = self._diff * self._diff  # per-sample along axis 0: weight it here
         # sum / size, not mean: numpy's mean costs a per-sample step several microseconds more.
-        return array_namespace(y_pred).sum(self._diff * self._diff) / _size(self._diff)
+        return fast.sum(squared) / _size(self._diff)
 
     def backward(self) -> Any:
         return (2.0 / _size(self._diff)) * self._diff
@@ -73,23 +74,25 @@ class BinaryCrossEntropy(Loss):
         if self.from_logits:
             # max(z, 0) - z t + log(1 + exp(-|z|)) never overflows.
             z = y_pred
-            return xp.mean(xp.clip(z, min=0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z))))
-        # Logs clamped at -100 as in PyTorch; the inner clip avoids log(0) warnings.
-        log_p = xp.clip(xp.log(xp.clip(y_pred, min=1e-44)), min=-100.0)
-        log_1p = xp.clip(xp.log(xp.clip(1.0 - y_pred, min=1e-44)), min=-100.0)
-        return -xp.mean(t * log_p + (1.0 - t) * log_1p)
+            elementwise = fast.clip(z, min=0.0) - z * t + xp.log1p(xp.exp(-xp.abs(z)))
+        else:
+            # Logs clamped at -100 as in PyTorch; the inner clip avoids log(0) warnings.
+            log_p = fast.clip(xp.log(fast.clip(y_pred, min=1e-44)), min=-100.0)
+            log_1p = fast.clip(xp.log(fast.clip(1.0 - y_pred, min=1e-44)), min=-100.0)
+            elementwise = -(t * log_p + (1.0 - t) * log_1p)
+        return xp.mean(elementwise)  # per-sample along axis 0: weight it here
 
     def backward(self) -> Any:
         xp = array_namespace(self._p)
         p, t, n = self._p, self._t, _size(self._p)
         if self.from_logits:
             return (0.5 * xp.tanh(0.5 * p) + 0.5 - t) / n
-        return (p - t) / (xp.clip((1.0 - p) * p, min=1e-12) * n)
+        return (p - t) / (fast.clip((1.0 - p) * p, min=1e-12) * n)
 
     def correct(self, y_pred: Any, y_true: Any) -> Any:
         xp = array_namespace(y_pred)
         hit = (y_pred > (0.0 if self.from_logits else 0.5)) == (y_true > 0.5)
-        return xp.sum(xp.astype(hit, y_pred.dtype))
+        return xp.count_nonzero(hit)
 
 
 class CrossEntropy(Loss):
@@ -104,38 +107,53 @@ class CrossEntropy(Loss):
         if y_pred.ndim != 2:
             raise ValueError("CrossEntropy expects logits of shape (batch, classes), "
                              f"got {tuple(y_pred.shape)}")
-        t = self._targets(y_pred, y_true)
+        # log_softmax = shifted - log(sum(exp(shifted))); the max shift keeps exp finite.
         shifted = y_pred - xp.max(y_pred, axis=1, keepdims=True)
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1, keepdims=True)
-        self._softmax, self._t = e / s, t
-        log_p = shifted - xp.log(s)
-        return -xp.sum(t * log_p) / y_pred.shape[0]
+        self._e, self._s = e, s
+        self._labels = self._t = None
+        if y_true.ndim == 1:
+            self._labels = labels = self._label_array(y_pred, y_true)
+            # -log p[label] = log(s) - shifted[label]: one gather, no one-hot.
+            picked = fast.take_along_axis(shifted, labels[:, None], axis=1)
+            per_sample = xp.log(s[:, 0]) - picked[:, 0]
+        else:
+            self._t = t = self._same_shape(y_pred, y_true)
+            per_sample = -xp.sum(t * (shifted - xp.log(s)), axis=1)
+        return xp.mean(per_sample)  # per_sample is (batch,): weight it here
 
     def backward(self) -> Any:
-        return (self._softmax - self._t) / self._t.shape[0]
+        n = self._e.shape[0]
+        softmax = self._e / self._s
+        if self._labels is None:
+            return (softmax - self._t) / n
+        xp = array_namespace(softmax)
+        # softmax - one_hot(labels), the one-hot from a comparison with a cached arange.
+        hit = self._labels[:, None] == fast.iota(softmax.shape[1], like=self._labels)
+        return (softmax - xp.astype(hit, softmax.dtype)) * (1.0 / n)
 
     def correct(self, y_pred: Any, y_true: Any) -> Any:
+        """Number of rows whose largest logit is at the label (first maximum on ties)."""
         xp = array_namespace(y_pred)
-        labels = y_true if y_true.ndim == 1 else xp.argmax(y_true, axis=1)
-        hit = xp.argmax(y_pred, axis=1) == xp.astype(labels, xp.int64)
-        return xp.sum(xp.astype(hit, y_pred.dtype))
+        if y_true.ndim == 1:
+            labels = self._label_array(y_pred, y_true)
+        else:
+            labels = xp.argmax(y_true, axis=1)
+        return xp.count_nonzero(xp.argmax(y_pred, axis=1) == labels)
 
-    def _targets(self, y_pred: Any, y_true: Any) -> Any:
+    def _label_array(self, y_pred: Any, y_true: Any) -> Any:
         xp = array_namespace(y_pred)
-        n, classes = y_pred.shape
-        if y_true.ndim == 1 and y_true.shape[0] == n:
-            if xp.isdtype(y_true.dtype, "real floating"):
-                y_true = xp.astype(y_true, xp.int64)
-            return xpx.one_hot(y_true, classes, dtype=y_pred.dtype, xp=xp)
-        return self._same_shape(y_pred, y_true)
+        if y_true.shape[0] != y_pred.shape[0]:
+            raise ValueError(f"CrossEntropy: {y_pred.shape[0]} rows of logits but "
+                             f"{y_true.shape[0]} labels")
+        if y_true.dtype == xp.int64:
+            return y_true
+        return xp.astype(y_true, xp.int64)
 
 
 def _size(x: Any) -> int:
-    n = 1
-    for d in x.shape:
-        n *= d
-    return n
+    return math.prod(x.shape)
 
 
 _BY_NAME = {"mse": MSE, "binary_crossentropy": BinaryCrossEntropy, "crossentropy": CrossEntropy}

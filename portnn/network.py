@@ -11,6 +11,7 @@ from . import distributed as _distributed
 from . import layers as layers_module
 from ._checkpoint import CheckpointError
 from .backends import Backend, get_backend, init_rng, on_device
+from .backends import _fast as fast
 from .layers import Layer
 
 __all__ = ["CheckpointError", "History", "Sequential", "from_architecture"]
@@ -150,7 +151,6 @@ class Sequential:
         n = x.shape[0]
         batch_size = batch_size or n
         be = self.backend
-        xp = be.xp
         history = History()
         dp = _distributed.DataParallel.attach(self, distributed, n)
         verbose = verbose if dp is None or dp.comm.is_main else 0
@@ -174,7 +174,7 @@ class Sequential:
                     xb, yb = x[start:stop, ...], y[start:stop, ...]
                 else:
                     idx = order[start:stop]
-                    xb, yb = xp.take(x, idx, axis=0), xp.take(y, idx, axis=0)
+                    xb, yb = fast.take(x, idx), fast.take(y, idx)
                 loss, hits = self.train_step(xb, yb, dp)
                 total, correct = _add(total, loss * xb.shape[0]), _add(correct, hits)
             self.optimizer.epoch = first + epoch + 1

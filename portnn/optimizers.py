@@ -1,5 +1,10 @@
 """Optimizers: one shared ``step`` loop, one per-parameter ``update`` each.
 
+Where a backend has multi-tensor (foreach) operations, ``update_all`` does
+the same update for every parameter in a few calls (a few kernel launches on a
+GPU instead of several per parameter); ``update`` stays the portable reference
+and the tests check the two equal.
+
 Parameters and state are updated in place on the device; learning rates and
 bias corrections are Python floats, so a step never reads back from the device.
 """
@@ -12,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import _checks
+from .backends import _fast as fast
 from .backends import array_namespace
 from .layers import Layer
 
@@ -50,18 +56,42 @@ class Optimizer:
         """Apply one update to every parameter of ``layers`` from its stored gradient."""
         self.t += 1
         lr = self.current_lr
+        params, grads, states = [], [], []
         for i, layer in enumerate(layers):
+            if not layer.params:
+                continue
             for key, w in layer.params.items():
                 g = layer.grads.get(key)
                 if g is None:
                     raise ValueError(f"{type(self).__name__}.step: layer {i} ({type(layer).__name__}) "
                                      f"has no gradient for {key!r}; run backward before step")
-                if self.weight_decay and not self.decoupled:
-                    g = g + self.weight_decay * w
-                self.update(w, g, self.state.setdefault(f"{i}.{key}", {}), lr)
+                params.append(w)
+                grads.append(g)
+                name = f"{i}.{key}"
+                state = self.state.get(name)  # not setdefault(name, {}): a new dict every step
+                states.append(state if state is not None else self.state.setdefault(name, {}))
+        # Every (parameter, gradient) pair is gathered here: transforms of all gradients go here.
+        each = fast.foreach(params[0]) if params else None
+        if each is not None and self.update_all(each, params, grads, states, lr):
+            return
+        decay, update = (0.0 if self.decoupled else self.weight_decay), self.update
+        for w, g, state in zip(params, grads, states, strict=True):
+            update(w, g + decay * w if decay else g, state, lr)
 
     def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
+        """The portable update of one parameter (the reference the fast path is tested against)."""
         raise NotImplementedError
+
+    def update_all(self, each: Any, params: list[Any], grads: list[Any],
+                   states: list[dict[str, Any]], lr: float) -> bool:
+        """The same update for all parameters at once with ``each``, a backend's foreach
+        operations (:func:`portnn.backends._fast.foreach`); ``False``: use :meth:`update`."""
+        return False
+
+    def _coupled_decay(self, each: Any, params: list[Any], grads: list[Any]) -> list[Any]:
+        if self.weight_decay and not self.decoupled:
+            return each.add(grads, params, alpha=self.weight_decay)
+        return grads
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments for checkpoints (a schedule without ``config()`` saves its current lr)."""
@@ -97,6 +127,22 @@ class SGD(Optimizer):
             g = g + self.momentum * state["velocity"] if self.nesterov else state["velocity"]
         w -= lr * g
 
+    def update_all(self, each: Any, params: list[Any], grads: list[Any],
+                   states: list[dict[str, Any]], lr: float) -> bool:
+        grads = self._coupled_decay(each, params, grads)
+        if self.momentum:
+            if "velocity" not in states[0]:
+                for g, state in zip(grads, states, strict=True):
+                    state["velocity"] = array_namespace(g).asarray(g, copy=True)
+            else:
+                velocity = [state["velocity"] for state in states]
+                each.mul_(velocity, self.momentum)
+                each.add_(velocity, grads)
+            velocity = [state["velocity"] for state in states]
+            grads = each.add(grads, velocity, alpha=self.momentum) if self.nesterov else velocity
+        each.add_(params, grads, alpha=-lr)
+        return True
+
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba), as ``torch.optim.Adam``; L2 ``weight_decay`` is coupled.
@@ -126,6 +172,26 @@ class Adam(Optimizer):
         step = lr / (1 - b1**self.t)
         w -= step * m / (xp.sqrt(v) / math.sqrt(1 - b2**self.t) + self.eps)
 
+    def update_all(self, each: Any, params: list[Any], grads: list[Any],
+                   states: list[dict[str, Any]], lr: float) -> bool:
+        b1, b2 = self.betas
+        for w, state in zip(params, states, strict=True):
+            if not state:
+                xp = array_namespace(w)
+                state["m"], state["v"] = xp.zeros_like(w), xp.zeros_like(w)
+        grads = self._coupled_decay(each, params, grads)
+        m, v = [state["m"] for state in states], [state["v"] for state in states]
+        each.lerp_(m, grads, 1 - b1)  # m + (1 - b1) (g - m) = b1 m + (1 - b1) g
+        each.mul_(v, b2)
+        each.addcmul_(v, grads, grads, 1 - b2)
+        if self.decoupled:
+            each.mul_(params, 1 - lr * self.weight_decay)
+        denom = each.sqrt(v)
+        each.div_(denom, math.sqrt(1 - b2**self.t))
+        each.add_(denom, self.eps)
+        each.addcdiv_(params, m, denom, -lr / (1 - b1**self.t))
+        return True
+
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter), as ``torch.optim.AdamW``."""
@@ -154,6 +220,20 @@ class RMSProp(Optimizer):
         sq *= self.alpha
         sq += (1 - self.alpha) * (g * g)
         w -= lr * g / (xp.sqrt(sq) + self.eps)
+
+    def update_all(self, each: Any, params: list[Any], grads: list[Any],
+                   states: list[dict[str, Any]], lr: float) -> bool:
+        for w, state in zip(params, states, strict=True):
+            if not state:
+                state["square_avg"] = array_namespace(w).zeros_like(w)
+        grads = self._coupled_decay(each, params, grads)
+        sq = [state["square_avg"] for state in states]
+        each.mul_(sq, self.alpha)
+        each.addcmul_(sq, grads, grads, 1 - self.alpha)
+        denom = each.sqrt(sq)
+        each.add_(denom, self.eps)
+        each.addcdiv_(params, grads, denom, -lr)
+        return True
 
 
 # --------------------------------------------------------------------------- schedules

@@ -1,4 +1,4 @@
-"""2-D convolution by im2col: one strided slice per kernel offset, then one matmul.
+"""2-D convolution by im2col: one sliding-window view (or a strided slice per kernel offset), then one matmul.
 
 The helpers here (argument pairs, output sizes, the kernel-offset windows and
 their scatter-add inverse) are shared with the pooling layers.
@@ -12,6 +12,7 @@ import array_api_extra as xpx
 from array_api_compat import device as device_of
 
 from .. import _checks, initializers
+from ..backends import _fast as fast
 from ..backends import array_namespace
 from ._base import Layer
 
@@ -114,8 +115,12 @@ class Conv2D(Layer):
             x = xpx.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), xp=xp)
         self._padded = tuple(x.shape)
         # cols[(c, i, j), (n, y, x)] = x[n, c, y*sh + i, x*sw + j]: rows in weight's C-order.
-        self.cols = xp.reshape(xp.stack(windows(x, self._k, self._s, self._out), axis=1),
-                               (-1, n * oh * ow))
+        view = fast.sliding_windows(x, self._k, self._s)  # (C, N, oh, ow, kh, kw) or None
+        if view is not None:
+            self.cols = xp.reshape(xp.permute_dims(view, (0, 4, 5, 1, 2, 3)), (-1, n * oh * ow))
+        else:
+            self.cols = xp.reshape(xp.stack(windows(x, self._k, self._s, self._out), axis=1),
+                                   (-1, n * oh * ow))
         y = xp.reshape(self.params["weight"], (self.out_channels, -1)) @ self.cols
         if self.bias:
             y = y + self.params["bias"][:, None]
@@ -127,8 +132,10 @@ class Conv2D(Layer):
         dy = self._param_grads(dy)
         weight = xp.reshape(self.params["weight"], (self.out_channels, -1))
         dcols = xp.reshape(weight.T @ dy, (c, self._k[0] * self._k[1], n, *self._out))
-        dx = scatter_windows([dcols[:, k, ...] for k in range(dcols.shape[1])], self._padded,
-                             self._k, self._s)
+        dx = fast.col2im(dcols, self._padded, self._k, self._s)
+        if dx is None:
+            dx = scatter_windows([dcols[:, k, ...] for k in range(dcols.shape[1])], self._padded,
+                                 self._k, self._s)
         return xp.permute_dims(unpad(dx, self._p), (1, 0, 2, 3))
 
     def backward_params(self, dy: Any) -> None:

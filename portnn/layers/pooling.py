@@ -1,11 +1,19 @@
-"""2-D max and average pooling over NCHW inputs (no padding, as PyTorch's defaults)."""
+"""2-D max and average pooling over NCHW inputs (no padding, as PyTorch's defaults).
+
+Two ways to pool, both plain Array API code: by a reshape into non-overlapping
+``(N, C, oh, ow, kh*kw)`` tiles and one reduction (few operations: what a GPU,
+where each is a kernel launch, wants), or by one element-wise pass per kernel
+offset over strided views (what NumPy wants, and what overlapping windows need).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import array_api_extra as xpx
+from array_api_compat import device as device_of
 
+from ..backends import _fast as fast
 from ..backends import array_namespace
 from ._base import Layer
 from .conv import Pair, check_nchw, out_size, pair, scatter_windows, windows
@@ -21,24 +29,47 @@ class _Pool2D(Layer):
         self._k = pair(kernel_size, self.name, "kernel_size")
         self._s = self._k if stride is None else pair(stride, self.name, "stride")
 
-    def _windows(self, x: Any) -> list[Any]:
-        check_nchw(self.name, x)
-        self._shape = tuple(x.shape)
-        return windows(x, self._k, self._s, out_size(self.name, self._shape[2:], self._k, self._s))
+    def _tiled(self, x: Any) -> bool:
+        return self._k == self._s and fast.launch_bound(x)
 
     def _gather(self, grads: list[Any]) -> Any:
         """The input gradient from one ``(N, C, oh, ow)`` gradient per kernel offset."""
         if self._k != self._s:
             return scatter_windows(grads, self._shape, self._k, self._s)
-        # Non-overlapping tiles: interleave the offsets with two stacks and a free reshape,
-        # cheaper than zero-filling and scatter-adding K strided slices.
+        # Non-overlapping tiles: each offset's gradient fills its slot of one (N, C, oh, kh, ow, kw)
+        # array, cheaper than zero-filling and scatter-adding K strided slices.
         xp = array_namespace(grads[0])
-        (kh, kw), (n, c, h, w), (oh, ow) = self._k, self._shape, grads[0].shape[2:]
-        rows = [xp.stack(grads[i * kw:(i + 1) * kw], axis=-1) for i in range(kh)]
-        dx = xp.reshape(xp.stack(rows, axis=3), (n, c, oh * kh, ow * kw))
-        if (oh * kh, ow * kw) == (h, w):
+        (kh, kw), (n, c, _, _), (oh, ow) = self._k, self._shape, grads[0].shape[2:]
+        dx = xp.empty((n, c, oh, kh, ow, kw), dtype=grads[0].dtype, device=device_of(grads[0]))
+        for k, part in enumerate(grads):
+            dx[:, :, :, k // kw, :, k % kw] = part
+        return self._pad(xp.reshape(dx, (n, c, oh * kh, ow * kw)))
+
+    def _check(self, x: Any) -> tuple[int, int]:
+        check_nchw(self.name, x)
+        self._shape = tuple(x.shape)
+        return out_size(self.name, self._shape[2:], self._k, self._s)
+
+    def _tiles(self, x: Any, out: tuple[int, int]) -> Any:
+        """Non-overlapping windows as ``(N, C, oh, ow, kh*kw)`` (rows/columns past the last tile dropped)."""
+        xp = array_namespace(x)
+        (kh, kw), (oh, ow), (n, c) = self._k, out, x.shape[:2]
+        tiles = xp.reshape(x[:, :, :oh * kh, :ow * kw], (n, c, oh, kh, ow, kw))
+        return xp.reshape(xp.permute_dims(tiles, (0, 1, 2, 4, 3, 5)), (n, c, oh, ow, kh * kw))
+
+    def _untile(self, dtiles: Any) -> Any:
+        """The adjoint of :meth:`_tiles`: ``(N, C, oh, ow, kh*kw)`` back to the input's shape."""
+        xp = array_namespace(dtiles)
+        (kh, kw), (n, c), (oh, ow) = self._k, self._shape[:2], dtiles.shape[2:4]
+        dx = xp.reshape(dtiles, (n, c, oh, ow, kh, kw))
+        return self._pad(xp.reshape(xp.permute_dims(dx, (0, 1, 2, 4, 3, 5)), (n, c, oh * kh, ow * kw)))
+
+    def _pad(self, dx: Any) -> Any:
+        """Zero rows and columns for the input's remainder past the last whole tile."""
+        (h, w), (th, tw) = self._shape[2:], dx.shape[2:]
+        if (th, tw) == (h, w):
             return dx
-        return xpx.pad(dx, ((0, 0), (0, 0), (0, h - oh * kh), (0, w - ow * kw)), xp=xp)
+        return xpx.pad(dx, ((0, 0), (0, 0), (0, h - th), (0, w - tw)), xp=array_namespace(dx))
 
 
 class MaxPool2D(_Pool2D):
@@ -51,7 +82,13 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: Any, training: bool = False) -> Any:
         xp = array_namespace(x)
-        self.x, parts = x, self._windows(x)
+        out = self._check(x)
+        if self._tiled(x):
+            tiles = self._tiles(x, out)
+            # argmax picks the first maximum of each window, as PyTorch's gradient does.
+            self._argmax = xp.argmax(tiles, axis=-1)
+            return xp.max(tiles, axis=-1)
+        self.x, parts = x, windows(x, self._k, self._s, out)
         # A running maximum over the kernel offsets: K cheap element-wise passes, no K-wide copy.
         self.y = parts[0]
         for part in parts[1:]:
@@ -60,13 +97,17 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dy: Any) -> Any:
         xp = array_namespace(dy)
+        if self._tiled(dy):
+            first = self._argmax[..., None] == fast.iota(self._k[0] * self._k[1], like=self._argmax)
+            return self._untile(dy[..., None] * fast.mask(first, dy.dtype))
         grads, rest = [], dy
         # Offsets in row-major kernel order: the first one equal to the maximum takes all of
         # what is left of dy (all of it), later equal ones get zero, as in PyTorch.
         # Multiplying by masks is much faster than xp.where, which branches per element.
         for part in windows(self.x, self._k, self._s, tuple(self.y.shape[2:])):
             grads.append(rest * xp.astype(part == self.y, dy.dtype))
-            rest = rest - grads[-1]
+            if len(grads) < self._k[0] * self._k[1]:  # the last offset leaves no rest to pass on
+                rest = rest - grads[-1]
         return self._gather(grads)
 
 
@@ -79,12 +120,19 @@ class AvgPool2D(_Pool2D):
     """
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        parts = self._windows(x)
+        out = self._check(x)
+        area = self._k[0] * self._k[1]
+        if self._tiled(x):
+            return array_namespace(x).sum(self._tiles(x, out), axis=-1) / area
+        parts = windows(x, self._k, self._s, out)
         total = parts[0]
         for part in parts[1:]:
             total = total + part
-        return total / len(parts)
+        return total / area
 
     def backward(self, dy: Any) -> Any:
-        parts = self._k[0] * self._k[1]
-        return self._gather([dy / parts] * parts)
+        area = self._k[0] * self._k[1]
+        if self._tiled(dy):
+            xp = array_namespace(dy)
+            return self._untile(xp.broadcast_to((dy / area)[..., None], (*dy.shape, area)))
+        return self._gather([dy / area] * area)

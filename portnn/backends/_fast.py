@@ -1,0 +1,207 @@
+"""Fast paths: one library call where the portable Array API code needs several.
+
+On a GPU every array operation is a kernel launch, so a training step's speed
+is its number of operations; on NumPy a per-sample step's speed is its Python
+overhead. Each function here takes the library's own shorter route (torch
+``gather``/``index_select``/``unfold``/``fold``/``clamp`` and ``_foreach_*``;
+CuPy ``sliding_window_view``; NumPy/CuPy native ``clip``, integer-array
+indexing, ``add.reduce``) and otherwise falls back to the portable Array API
+code. Inside ``with portable():`` every function takes the portable route,
+which is how ``tests/test_fast_paths.py`` checks each fast path equal to it
+on every backend and device.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import types
+from collections.abc import Iterator
+from typing import Any
+
+import array_api_compat as compat
+
+from . import array_namespace
+
+__all__ = ["clip", "col2im", "foreach", "iota", "launch_bound", "mask", "portable", "sliding_windows",
+           "sum", "take", "take_along_axis"]
+
+_portable: contextvars.ContextVar[bool] = contextvars.ContextVar("portnn_portable", default=False)
+
+
+@contextlib.contextmanager
+def portable() -> Iterator[None]:
+    """Use only the portable Array API code inside the block (to test the fast paths against it)."""
+    token = _portable.set(True)
+    try:
+        yield
+    finally:
+        _portable.reset(token)
+
+
+_IS_TORCH: dict[type, bool] = {}
+
+
+def _torch(x: Any) -> bool:
+    # Cached per array type: array-api-compat's checks cost microseconds, several times a step.
+    kind = type(x)
+    found = _IS_TORCH.get(kind)
+    if found is None:
+        found = _IS_TORCH[kind] = compat.is_torch_array(x)
+    return found and not _portable.get()
+
+
+_LIBS: dict[type, Any] = {}
+
+
+def _numpy_or_cupy(x: Any) -> Any:
+    """NumPy or CuPy itself (not the compat namespace) for their arrays, else ``None``."""
+    kind = type(x)
+    if kind not in _LIBS:
+        _LIBS[kind] = None
+        if compat.is_numpy_array(x):
+            import numpy
+            _LIBS[kind] = numpy
+        elif compat.is_cupy_array(x):
+            import cupy
+            _LIBS[kind] = cupy
+    return None if _portable.get() else _LIBS[kind]
+
+
+def take(x: Any, rows: Any) -> Any:
+    """``x[rows]`` along axis 0 (array-api-compat's torch ``take`` adds 3 ops for negative indices)."""
+    if _torch(x):
+        return x.index_select(0, rows)
+    if _numpy_or_cupy(x) is not None:
+        return x[rows]  # integer-array indexing skips numpy.take's Python wrapper
+    return array_namespace(x).take(x, rows, axis=0)
+
+
+def sum(x: Any, axis: int | None = None) -> Any:  # noqa: A001
+    """``xp.sum`` (NumPy: ``add.reduce``, the same sum without 1 us of Python wrappers per call,
+    which is most of a per-sample step's cost)."""
+    lib = _numpy_or_cupy(x)
+    if lib is not None and lib.__name__ == "numpy":
+        return lib.add.reduce(x, axis=axis)
+    return array_namespace(x).sum(x, axis=axis)
+
+
+def take_along_axis(x: Any, indices: Any, axis: int) -> Any:
+    """``xp.take_along_axis`` (torch: one ``gather`` instead of 5 ops)."""
+    if _torch(x):
+        return x.gather(axis, indices)
+    if _numpy_or_cupy(x) is not None and x.ndim == 2 and axis in (1, -1):
+        # Integer-array indexing: NumPy's take_along_axis builds its index in Python (~15 us).
+        return x[iota(x.shape[0], like=indices)[:, None], indices]
+    return array_namespace(x).take_along_axis(x, indices, axis=axis)
+
+
+def mask(condition: Any, dtype: Any) -> Any:
+    """A boolean array as something to multiply a ``dtype`` array by.
+
+    torch multiplies by a bool tensor in one kernel; the standard has no
+    bool-float promotion, so elsewhere it becomes 0/1 of ``dtype``.
+    """
+    if _torch(condition):
+        return condition
+    return array_namespace(condition).astype(condition, dtype)
+
+
+def clip(x: Any, min: float | None = None, max: float | None = None) -> Any:  # noqa: A002
+    """``xp.clip`` with Python-float bounds, without host syncs or scalar-to-array copies.
+
+    array-api-compat's generic clip (used for CuPy) indexes with boolean masks,
+    and each masked read or write syncs the GPU; the libraries' own clips do not.
+    """
+    if _torch(x):
+        return x.clamp(min=min, max=max)
+    lib = _numpy_or_cupy(x)
+    if lib is not None:
+        return lib.clip(x, min, max)
+    return array_namespace(x).clip(x, min=min, max=max)
+
+
+_IOTA: dict[tuple[Any, ...], Any] = {}
+
+
+def iota(n: int, like: Any) -> Any:
+    """``arange(n)`` (int64) on ``like``'s device, made once and reused, so it costs no op per step."""
+    device = compat.device(like)
+    key = (type(like), str(device), n)
+    found = _IOTA.get(key)
+    if found is None:
+        xp = array_namespace(like)
+        found = _IOTA[key] = xp.arange(n, dtype=xp.int64, device=device)
+    return found
+
+
+def launch_bound(x: Any) -> bool:
+    """Whether fewer, larger operations beat more, cheaper ones for ``x``'s library.
+
+    True on GPUs and for torch, whose every op is a kernel launch or a dispatch;
+    False for NumPy, where an element-wise pass over strided views is cheap but a
+    reduction along a short trailing axis (a 2x2 window) costs a loop per row.
+    """
+    return _portable.get() or not compat.is_numpy_array(x)
+
+
+def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> Any | None:
+    """A view ``(A, B, oh, ow, kh, kw)`` of every window of ``x`` ``(A, B, H, W)``, or ``None``.
+
+    ``None`` where the library has no strided window view (the caller stacks one slice per
+    offset), and for NumPy, where copying that 6-d view is slower than stacking the slices.
+    """
+    (kh, kw), (sh, sw) = kernel, stride
+    if _torch(x):
+        return x.unfold(2, kh, sh).unfold(3, kw, sw)
+    lib = _numpy_or_cupy(x)
+    if lib is not None and lib.__name__ == "cupy":
+        return lib.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    return None
+
+
+def col2im(cols: Any, shape: tuple[int, int, int, int], kernel: tuple[int, int],
+           stride: tuple[int, int]) -> Any | None:
+    """The adjoint of :func:`sliding_windows`, or ``None`` (the caller scatter-adds per offset).
+
+    ``cols`` is ``(A, kh*kw, B, oh, ow)``; the result has ``shape`` ``(A, B, H, W)``.
+    """
+    (kh, kw), (sh, sw) = kernel, stride
+    a, b, h, w = shape
+    oh, ow = cols.shape[3:]
+    if _torch(cols):
+        import torch
+
+        # fold sums the (batch, channels*kh*kw, positions) columns back onto the image: one kernel.
+        batched = cols.reshape(a * kh * kw, b, oh * ow).permute(1, 0, 2)
+        out = torch.nn.functional.fold(batched, (h, w), (kh, kw), stride=(sh, sw))
+        return out.permute(1, 0, 2, 3)
+    lib = _numpy_or_cupy(cols)
+    if lib is None:
+        return None
+    dx = lib.zeros(shape, dtype=cols.dtype)
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        dx[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw] += cols[:, k]
+    return dx
+
+
+def foreach(x: Any) -> Any | None:
+    """torch's multi-tensor ``_foreach_*`` operations for ``x``'s library, or ``None``.
+
+    The result has ``mul_``, ``add_``, ``add``, ``lerp_``, ``addcmul_``,
+    ``addcdiv_``, ``sqrt`` and ``div_``: one call updates a whole list of
+    arrays (one kernel launch on a GPU instead of one per parameter).
+    """
+    global _TORCH_FOREACH
+    if not _torch(x):
+        return None
+    if _TORCH_FOREACH is None:
+        import torch
+
+        _TORCH_FOREACH = types.SimpleNamespace(**{name: getattr(torch, f"_foreach_{name}") for name in (
+            "mul_", "add_", "add", "lerp_", "addcmul_", "addcdiv_", "sqrt", "div_")})
+    return _TORCH_FOREACH
+
+
+_TORCH_FOREACH: Any = None
