@@ -38,7 +38,13 @@ def parser(doc: str, epochs: int, batch_size: int, lr: float) -> argparse.Argume
 def load(args: argparse.Namespace, flatten: bool) -> tuple[np.ndarray, ...]:
     """``x_train, y_train, x_test, y_test``: float32 in [0, 1], int64 labels, cut to the limits."""
     folder = args.data or os.environ.get("PORTNN_DATA_DIR") or (SHARED if SHARED.is_dir() else None)
-    (x, y), (x_test, y_test) = portnn.data.load_mnist(folder, normalize=True, flatten=flatten)
+    try:
+        (x, y), (x_test, y_test) = portnn.data.load_mnist(folder, normalize=True, flatten=flatten)
+    except FileNotFoundError:  # the loader's long message speaks to library users: one line here
+        where = folder or Path.home() / ".cache" / "portnn" / "mnist"
+        sys.exit(f"{Path(sys.argv[0]).name}: no MNIST in {where} and no download (offline?); put "
+                 f"{', '.join(portnn.data.MNIST_FILES)} (or .gz) in a folder and pass --data FOLDER "
+                 "or set PORTNN_DATA_DIR=FOLDER")
     if not flatten:  # NCHW with one channel
         x, x_test = x[:, None], x_test[:, None]
     x, y = x[:args.limit], y[:args.limit].astype(np.int64)

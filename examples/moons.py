@@ -34,23 +34,17 @@ def train(x: np.ndarray, y: np.ndarray, hidden: int, epochs: int, verbose: int) 
 
 def plot(panels: list[tuple[int, portnn.Sequential, float]], x: np.ndarray, y: np.ndarray,
          path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
+    """One decision-boundary panel per hidden-layer size (:func:`portnn.plot.decision_boundary`)."""
     import matplotlib.pyplot as plt
 
-    xx, yy = np.meshgrid(np.linspace(x[:, 0].min() - 0.5, x[:, 0].max() + 0.5, 200),
-                         np.linspace(x[:, 1].min() - 0.5, x[:, 1].max() + 0.5, 200))
-    grid = np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)
     cols = min(4, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.6 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (hidden, model, acc) in zip(axes.flat, panels, strict=False):
-        zz = np.argmax(portnn.to_numpy(model.predict(grid)), axis=1).reshape(xx.shape)
-        ax.contourf(xx, yy, zz, cmap="Spectral", alpha=0.8)
-        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="Spectral", s=12, edgecolors="k", linewidths=0.3)
-        ax.set_title(f"hidden layer size {hidden} (accuracy {acc:.2f})")
+        portnn.plot.decision_boundary(model, x, y, ax=ax,
+                                      title=f"hidden layer size {hidden} (accuracy {acc:.2f})")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

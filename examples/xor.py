@@ -1,6 +1,6 @@
 """XOR with the classic 2-3-1 tanh network, trained one sample at a time with MSE and SGD.
 
-    python examples/xor.py                         # 1000 epochs, one line per epoch
+    python examples/xor.py                         # 1000 epochs, a line every 100th
     PORTNN_BACKEND=torch python examples/xor.py --epochs 300 --verbose 100 --min-accuracy 1
 """
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--verbose", type=int, default=1, help="print every n-th epoch (0: silent)")
+    parser.add_argument("--verbose", type=int, default=100, help="print every n-th epoch (0: silent)")
     parser.add_argument("--min-accuracy", type=float, default=None,
                         help="exit with status 1 if the final accuracy is below this")
     args = parser.parse_args(argv)

@@ -4,7 +4,19 @@ The same layers train on NumPy, CuPy, PyTorch or array-api-strict; pick one
 with ``PORTNN_BACKEND``, :func:`set_backend` or :func:`use_backend`.
 """
 
-from . import backends, data, distributed, initializers, layers, losses, optimizers
+from . import (
+    backends,
+    callbacks,
+    data,
+    distributed,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    plot,
+    training,
+)
 from ._inputs import NonFiniteLossError
 from .backends import (
     Backend,
@@ -46,7 +58,7 @@ __all__ = [
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "NonFiniteLossError",
     "Optimizer", "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "StepDecay", "Tanh",
-    "available_backends", "backends", "data", "distributed", "from_architecture", "get_backend", "gradcheck",
-    "gradcheck_loss", "initializers", "layers", "losses", "optimizers", "seed", "set_backend",
-    "to_numpy", "use_backend",
+    "available_backends", "backends", "callbacks", "data", "distributed", "from_architecture", "get_backend",
+    "gradcheck", "gradcheck_loss", "initializers", "layers", "losses", "metrics", "optimizers", "plot",
+    "seed", "set_backend", "to_numpy", "training", "use_backend",
 ]

@@ -5,6 +5,7 @@ The file is a plain NumPy ``.npz`` (a zip of ``.npy`` files) holding:
 ``__portnn__``
     a 0-d string array with JSON: ``{"format": "portnn-checkpoint", "version": 1,
     "layers": [{"class": "Dense", "config": {...}}, ...], "loss": {...} | null,
+    "metrics": ["accuracy", ...] | null,
     "optimizer": {"class": "Adam", "config": {...}, "t": 120, "epoch": 3} | null}``.
     A learning-rate schedule appears in the optimizer config as
     ``"lr": {"schedule": "StepDecay", ...its arguments}``.
@@ -50,6 +51,7 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
         "format": FORMAT, "version": VERSION,
         "layers": [_entry(layer) for layer in model.layers],
         "loss": None if model.loss is None else _entry(model.loss),
+        "metrics": getattr(model, "metrics", None),
         "optimizer": None if optimizer is None else
         {**_entry(optimizer), "t": optimizer.t, "epoch": optimizer.epoch},
     }
@@ -124,6 +126,7 @@ def load(cls: type, path: str | os.PathLike[str], backend: str | Backend | None 
             model = cls([_build(layers_module, entry, path) for entry in meta["layers"]])
             if meta["loss"]:
                 model.loss = _build(losses, meta["loss"], path)
+            model.metrics = meta.get("metrics")
             if meta["optimizer"]:
                 model.optimizer = _build(optimizers, meta["optimizer"], path)
                 model.optimizer.t = int(meta["optimizer"]["t"])

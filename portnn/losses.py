@@ -13,10 +13,27 @@ __all__ = ["BinaryCrossEntropy", "CrossEntropy", "Loss", "MSE", "get"]
 
 
 class Loss:
-    """Base class: subclasses implement ``forward`` and ``backward``."""
+    """Base class: subclasses implement ``forward`` and ``backward``.
 
-    def __call__(self, y_pred: Any, y_true: Any) -> Any:
+    ``loss(y_pred, y_true, weight=w)`` with one weight per sample (a 1-D
+    device array) gives the weighted mean ``sum(w_i * l_i) / sum(w_i)`` of the
+    per-sample losses ``l_i`` (for MSE and BCE the mean over a sample's
+    features): PyTorch's ``cross_entropy(weight=class_weights)`` when ``w_i`` is
+    the weight of sample i's class. The weights must not sum to 0.
+    """
+
+    _scale: Any = None  # w_i * N / sum(w) of the last weighted call
+
+    def __call__(self, y_pred: Any, y_true: Any, weight: Any = None) -> Any:
+        self._scale = None if weight is None else _weight_scale(self, weight, y_pred)
         return self.forward(y_pred, y_true)
+
+    def _weigh(self, per_sample: Any) -> Any:
+        """Per-sample (axis 0) losses or gradients times their sample's ``w_i * N / sum(w)``."""
+        if self._scale is None:
+            return per_sample
+        xp = array_namespace(per_sample)
+        return per_sample * xp.reshape(self._scale, (-1,) + (1,) * (per_sample.ndim - 1))
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         raise NotImplementedError
@@ -49,10 +66,10 @@ class MSE(Loss):
         self._diff = y_pred - self._same_shape(y_pred, y_true)
         squared = self._diff * self._diff  # per-sample along axis 0: weight it here
         # sum / size, not mean: numpy's mean costs a per-sample step several microseconds more.
-        return fast.sum(squared) / _size(self._diff)
+        return fast.sum(self._weigh(squared)) / _size(self._diff)
 
     def backward(self) -> Any:
-        return (2.0 / _size(self._diff)) * self._diff
+        return self._weigh((2.0 / _size(self._diff)) * self._diff)
 
 
 class BinaryCrossEntropy(Loss):
@@ -80,14 +97,14 @@ class BinaryCrossEntropy(Loss):
             log_p = fast.clip(xp.log(fast.clip(y_pred, min=1e-44)), min=-100.0)
             log_1p = fast.clip(xp.log(fast.clip(1.0 - y_pred, min=1e-44)), min=-100.0)
             elementwise = -(t * log_p + (1.0 - t) * log_1p)
-        return xp.mean(elementwise)  # per-sample along axis 0: weight it here
+        return xp.mean(self._weigh(elementwise))
 
     def backward(self) -> Any:
         xp = array_namespace(self._p)
         p, t, n = self._p, self._t, _size(self._p)
         if self.from_logits:
-            return (0.5 * xp.tanh(0.5 * p) + 0.5 - t) / n
-        return (p - t) / (fast.clip((1.0 - p) * p, min=1e-12) * n)
+            return self._weigh((0.5 * xp.tanh(0.5 * p) + 0.5 - t) / n)
+        return self._weigh((p - t) / (fast.clip((1.0 - p) * p, min=1e-12) * n))
 
     def correct(self, y_pred: Any, y_true: Any) -> Any:
         xp = array_namespace(y_pred)
@@ -121,17 +138,17 @@ class CrossEntropy(Loss):
         else:
             self._t = t = self._same_shape(y_pred, y_true)
             per_sample = -xp.sum(t * (shifted - xp.log(s)), axis=1)
-        return xp.mean(per_sample)  # per_sample is (batch,): weight it here
+        return xp.mean(self._weigh(per_sample))
 
     def backward(self) -> Any:
         n = self._e.shape[0]
         softmax = self._e / self._s
         if self._labels is None:
-            return (softmax - self._t) / n
+            return self._weigh((softmax - self._t) / n)
         xp = array_namespace(softmax)
         # softmax - one_hot(labels), the one-hot from a comparison with a cached arange.
         hit = self._labels[:, None] == fast.iota(softmax.shape[1], like=self._labels)
-        return (softmax - xp.astype(hit, softmax.dtype)) * (1.0 / n)
+        return self._weigh((softmax - xp.astype(hit, softmax.dtype)) * (1.0 / n))
 
     def correct(self, y_pred: Any, y_true: Any) -> Any:
         """Number of rows whose largest logit is at the label (first maximum on ties)."""
@@ -150,6 +167,17 @@ class CrossEntropy(Loss):
         if y_true.dtype == xp.int64:
             return y_true
         return xp.astype(y_true, xp.int64)
+
+
+def _weight_scale(loss: Loss, weight: Any, y_pred: Any) -> Any:
+    """``w * N / sum(w)`` on the device: the weighted mean is then the plain mean of scaled terms."""
+    xp = array_namespace(y_pred)
+    n = y_pred.shape[0]
+    if weight.ndim != 1 or weight.shape[0] != n:
+        raise ValueError(f"{type(loss).__name__}: weight must have shape ({n},) (one per sample), "
+                         f"got {tuple(weight.shape)}")
+    w = xp.astype(weight, y_pred.dtype, copy=False)
+    return w * (n / xp.sum(w))
 
 
 def _size(x: Any) -> int:

@@ -6,26 +6,23 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _checkpoint, _checks, _inputs, losses, optimizers
+from . import _checkpoint, _checks, _inputs, losses, optimizers, training
+from . import callbacks as _callbacks
 from . import distributed as _distributed
 from . import layers as layers_module
+from . import metrics as _metrics
+from . import summary as _summary
 from ._checkpoint import CheckpointError
-from .backends import Backend, get_backend, init_rng, on_device
-from .backends import _fast as fast
+from .backends import Backend, get_backend, on_device
 from .layers import Layer
+from .progress import format_epoch
+from .training import History
 
-__all__ = ["CheckpointError", "History", "Sequential", "from_architecture"]
-
-
-class History(dict):
-    """Per-epoch Python floats: ``h["loss"]``, ``h["accuracy"]``, ``h["val_loss"]``, ..."""
-
-    @property
-    def epochs(self) -> int:
-        return len(self.get("loss", []))
+__all__ = ["CheckpointError", "History", "Sequential", "format_epoch", "from_architecture"]
 
 
-Callback = Callable[["Sequential", int, dict[str, float]], Any]
+Callback = _callbacks.Callback
+CallbackFn = Callable[["Sequential", int, dict[str, float]], Any]
 
 
 class Sequential:
@@ -36,6 +33,9 @@ class Sequential:
         loss: a :class:`portnn.losses.Loss` or its name (``"mse"``, ``"crossentropy"``).
         optimizer: a :class:`portnn.optimizers.Optimizer` or its name.
         backend, device: move the parameters there (default: where the layers were built).
+        metrics: names from :mod:`portnn.metrics` (``"accuracy"``, ``"top5_accuracy"``,
+            ``"mae"``) logged by ``fit``/``evaluate``; default ``["accuracy"]`` for a
+            classification loss, none otherwise.
 
     Example:
         >>> model = portnn.Sequential([portnn.Dense(2, 3), portnn.Tanh(), portnn.Dense(3, 1)],
@@ -45,10 +45,16 @@ class Sequential:
 
     def __init__(self, layers: Sequence[Layer], loss: str | losses.Loss | None = None,
                  optimizer: str | optimizers.Optimizer | None = None,
-                 backend: str | Backend | None = None, device: str | None = None) -> None:
+                 backend: str | Backend | None = None, device: str | None = None,
+                 metrics: Sequence[str] | None = None) -> None:
         self.layers = _checks.layer_list(layers)
+        self.metrics = None if metrics is None else list(metrics)
+        self.stop_training = False  # a callback sets it to end fit after the current epoch
+        self._input_shape: tuple[int, ...] | None = None  # one sample's shape, for summary()
         self.loss = None if loss is None else losses.get(loss)
         self.optimizer = None if optimizer is None else optimizers.get(optimizer)
+        if self.loss is not None:
+            _metrics.get(self.metrics, self.loss)  # unknown names fail here, not in fit
         if backend is not None or device is not None:
             self.to(backend, device)
         placed = {str(layer.backend) for layer in self.layers if layer.params}
@@ -87,28 +93,14 @@ class Sequential:
             dy = layer.backward(dy)
         return dy
 
-    def train_step(self, x: Any, y: Any, sync: _distributed.DataParallel | None = None) -> tuple[Any, Any]:
+    def train_step(self, x: Any, y: Any, weight: Any = None) -> tuple[Any, Any]:
         """One forward, backward and update on a batch already on the device.
 
         Returns the batch loss and the number correct (or ``None``) as 0-d
-        device arrays; nothing is read back to the host. ``sync`` (data
-        parallel) weights this rank's loss gradient and sums the gradients
-        over the ranks before the update.
+        device arrays; nothing is read back to the host. ``weight``: optional
+        per-sample weights (see :class:`portnn.losses.Loss`).
         """
-        out = self.forward(x, training=True)
-        loss = self.loss(out, y)
-        dy = self.loss.backward()
-        if sync is not None:
-            dy = sync.scale(dy)
-        # Nothing reads the gradient below the first trained layer: stop there, without its dx.
-        first = next((i for i, layer in enumerate(self.layers) if layer.params), None)
-        if first is not None:
-            for layer in self.layers[:first:-1]:
-                dy = layer.backward(dy)
-            self.layers[first].backward_params(dy)
-        if sync is not None:
-            sync.reduce(self.layers)
-        self.optimizer.step(self.layers)
+        loss, out = training.train_step(self, x, y, weight)
         return loss, self.loss.correct(out, y)
 
     # ------------------------------------------------------------------ training
@@ -116,10 +108,11 @@ class Sequential:
     @on_device
     def fit(self, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
             shuffle: bool = True, validation_data: tuple[Any, Any] | None = None,
-            verbose: int = 1, callbacks: Sequence[Callback] = (),
+            verbose: int = 1, callbacks: Sequence[Callback | CallbackFn] = (),
+            class_weight: dict[int, float] | None = None, sample_weight: Any = None,
             on_nonfinite: str = "raise",
             distributed: bool | _distributed.Communicator | None = None) -> History:
-        """Train for ``epochs`` passes over ``(x, y)``.
+        """Train for ``epochs`` passes over ``(x, y)``; the loop is :func:`portnn.training.fit`.
 
         Args:
             x, y: inputs and targets (NumPy arrays are moved to the device once).
@@ -127,10 +120,18 @@ class Sequential:
             batch_size: samples per update; ``1`` is per-sample training,
                 ``None`` the full batch.
             shuffle: reshuffle each epoch from portnn's seeded generator.
-            validation_data: ``(x_val, y_val)`` evaluated after each epoch.
-            verbose: 0 silent, 1 a line per epoch, ``n`` > 1 every n-th epoch.
-            callbacks: ``f(model, epoch, logs)`` after each epoch; returning
-                ``True`` stops training.
+            validation_data: ``(x_val, y_val)`` evaluated after each epoch
+                (logged as ``val_loss``, ``val_accuracy``, ...).
+            verbose: 0 silent; 1 a line per epoch (and a tqdm bar over the
+                batches when stderr is a terminal and tqdm is installed);
+                ``n`` > 1 a line every n-th epoch (and the first and last).
+            callbacks: :mod:`portnn.callbacks` objects, or functions
+                ``f(model, epoch, logs)`` called after each epoch (returning
+                ``True`` stops training).
+            class_weight: ``{class: weight}``; each sample's loss is weighted
+                by its class's weight.
+            sample_weight: one weight per sample (multiplies ``class_weight``).
+                The loss is then the weighted mean ``sum(w_i l_i) / sum(w_i)``.
             on_nonfinite: a NaN/inf epoch loss raises
                 :class:`portnn.NonFiniteLossError` (``"raise"``) or warns and
                 stops (``"warn"``).
@@ -140,62 +141,15 @@ class Sequential:
 
         Returns:
             A :class:`History` of per-epoch floats.
+
+        Example:
+            >>> history = model.fit(x, y, epochs=20, batch_size=64, validation_data=(xv, yv),
+            ...                     callbacks=[portnn.callbacks.EarlyStopping(patience=3)])
         """
-        if self.loss is None or self.optimizer is None:
-            raise ValueError("Sequential.fit needs a loss and an optimizer: "
-                             "Sequential(layers, loss='mse', optimizer=portnn.SGD(0.1))")
-        batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle)
-        x, y = _inputs.prepare(self, x, y)
-        if validation_data is not None:
-            validation_data = _inputs.prepare_validation(self, validation_data)
-        n = x.shape[0]
-        batch_size = batch_size or n
-        be = self.backend
-        history = History()
-        dp = _distributed.DataParallel.attach(self, distributed, n)
-        verbose = verbose if dp is None or dp.comm.is_main else 0
-        # Schedules continue across fit calls and checkpoints: optimizer.epoch counts epochs done.
-        first = self.optimizer.epoch
-        for epoch in range(epochs):
-            self.optimizer.epoch = first + epoch
-            order = init_rng().permutation(n) if shuffle else None
-            if dp is not None and shuffle:
-                order = dp.shared(order)
-            order = None if order is None else be.asarray(order, copy=False)
-            total = correct = None
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)  # the Array API leaves slicing past the end undefined
-                if dp is not None:
-                    start, stop = dp.shard(start, stop)  # this rank's part of the global batch
-                    if start == stop:
-                        dp.empty_step()
-                        continue
-                if order is None:
-                    xb, yb = x[start:stop, ...], y[start:stop, ...]
-                else:
-                    idx = order[start:stop]
-                    xb, yb = fast.take(x, idx), fast.take(y, idx)
-                loss, hits = self.train_step(xb, yb, dp)
-                total, correct = _add(total, loss * xb.shape[0]), _add(correct, hits)
-            self.optimizer.epoch = first + epoch + 1
-            if dp is not None:
-                total, correct = dp.end_epoch({"loss": total, "correct": correct}).values()
-            logs = _read_back(total, correct, n)
-            if validation_data is not None:
-                val = (self._evaluate(*validation_data) if dp is None else
-                       dp.evaluate(*validation_data, self._evaluate))
-                logs.update({f"val_{k}": v for k, v in val.items()})
-            for key, value in logs.items():
-                history.setdefault(key, []).append(value)
-            if verbose and ((epoch + 1) % verbose == 0 or epoch == 0 or epoch + 1 == epochs):
-                print(format_epoch(epoch + 1, epochs, logs), flush=True)
-            if _inputs.stop_on_nonfinite(history, logs, epoch + 1, epochs, on_nonfinite):
-                break
-            if any([cb(self, epoch, logs) for cb in callbacks]):
-                break
-        if dp is not None:
-            dp.close()
-        return history
+        return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                            validation_data=validation_data, verbose=verbose, callbacks=callbacks,
+                            class_weight=class_weight, sample_weight=sample_weight,
+                            on_nonfinite=on_nonfinite, distributed=distributed)
 
     @on_device
     def predict(self, x: Any, batch_size: int | None = None,
@@ -220,34 +174,34 @@ class Sequential:
     @on_device
     def evaluate(self, x: Any, y: Any, batch_size: int | None = None,
                  distributed: bool | _distributed.Communicator | None = None) -> dict[str, float]:
-        """Mean loss (and accuracy for classification losses) on ``(x, y)``, as floats.
+        """Mean loss and metrics (accuracy for classification losses) on ``(x, y)``, as floats.
 
         ``distributed``: each rank evaluates its part and the sums are reduced.
         """
-        if self.loss is None:
-            raise ValueError("Sequential.evaluate needs a loss")
         if batch_size is not None:
             _checks.integer("Sequential.evaluate", "batch_size", batch_size)
-        comm = _distributed.resolve(distributed)
-        if comm is not None:
-            return _distributed.evaluate(*self._to_device(x, y), comm,
-                                         lambda xs, ys: self._evaluate(xs, ys, batch_size))
-        return self._evaluate(*self._to_device(x, y), batch_size=batch_size)
+        return training.evaluate(self, x, y, batch_size=batch_size, distributed=distributed)
 
-    def _evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
-        n = x.shape[0]
-        step = n if batch_size is None else batch_size
-        total = correct = None
-        for s in range(0, n, step):
-            xb, yb = x[s:min(s + step, n), ...], y[s:min(s + step, n), ...]
-            out = self.forward(xb)
-            total = _add(total, self.loss(out, yb) * xb.shape[0])
-            correct = _add(correct, self.loss.correct(out, yb))
-        return _read_back(total, correct, n)
+    @on_device
+    def summary(self, input_shape: Sequence[int] | None = None) -> str:
+        """Print and return a table of the layers, their output shapes and parameter counts.
+
+        Args:
+            input_shape: the shape of one sample without the batch axis, e.g.
+                ``(1, 28, 28)``; default: the shape ``fit``/``predict`` last saw.
+
+        Example:
+            >>> model.summary(input_shape=(784,))
+        """
+        table = _summary.summary(self, input_shape)
+        print(table)
+        return table
 
     def _to_device(self, x: Any, *y: Any) -> Any:
         """The checked data boundary (:mod:`portnn._inputs`): ``x`` or ``(x, y)`` on the device."""
-        return _inputs.prepare(self, x, *y)
+        moved = _inputs.prepare(self, x, *y)
+        self._input_shape = tuple((moved[0] if y else moved).shape[1:])  # for summary()
+        return moved
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -284,30 +238,6 @@ class Sequential:
         """
         with get_backend(backend, device).activate():
             return _checkpoint.load(cls, path, backend, device)
-
-
-def _add(total: Any, value: Any) -> Any:
-    """Running on-device sum; ``None`` is the empty sum (and a ``None`` value adds nothing)."""
-    if value is None:
-        return total
-    return value if total is None else total + value
-
-
-def _read_back(total: Any, correct: Any, n: int) -> dict[str, float]:
-    """The one host read of an epoch: mean loss (and accuracy) from the on-device sums."""
-    logs = {"loss": float(total) / n}
-    if correct is not None:
-        logs["accuracy"] = float(correct) / n
-    return logs
-
-
-def format_epoch(epoch: int, epochs: int, logs: dict[str, float]) -> str:
-    """The classic per-epoch line: ``epoch 3/1000 error=0.307195 accuracy=0.7500``."""
-    parts = [f"epoch {epoch}/{epochs}"]
-    for key, value in logs.items():
-        name = key.replace("loss", "error")
-        parts.append(f"{name}={value:.6f}" if "error" in name else f"{name}={value:.4f}")
-    return " ".join(parts)
 
 
 _ACTIVATIONS = {"relu": layers_module.ReLU, "sigmoid": layers_module.Sigmoid,

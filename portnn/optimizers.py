@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import _checks
+from . import _checks, clipping
 from .backends import _fast as fast
 from .backends import array_namespace
 from .layers import Layer
@@ -35,14 +35,25 @@ class Optimizer:
     decoupled form. ``t`` counts steps; ``epoch`` is the epoch a schedule sees,
     set by :meth:`Sequential.fit`, which continues from it on the next ``fit``
     (like a ``torch.optim.lr_scheduler``), so a loaded checkpoint resumes its schedule.
+
+    Gradient clipping (Keras' arguments, PyTorch's formulas, at most one; see
+    :mod:`portnn.clipping`), applied to the gradients before anything else in
+    :meth:`step` and saved in checkpoints: ``clipnorm`` bounds each
+    parameter's gradient norm, ``global_clipnorm`` the norm of all of them
+    together (``torch.nn.utils.clip_grad_norm_``), ``clipvalue`` each element
+    (``clip_grad_value_``). Every optimizer takes them as keyword arguments.
     """
 
     decoupled = False
 
-    def __init__(self, lr: float | Schedule = 0.01, weight_decay: float = 0.0) -> None:
+    def __init__(self, lr: float | Schedule = 0.01, weight_decay: float = 0.0, *,
+                 clipnorm: float | None = None, global_clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
         owner = type(self).__name__
         self.lr = lr if callable(lr) else _checks.positive(owner, "lr", lr)
         self.weight_decay = _checks.nonnegative(owner, "weight_decay", weight_decay)
+        clipping.check(owner, clipnorm, global_clipnorm, clipvalue)
+        self.clipnorm, self.global_clipnorm, self.clipvalue = clipnorm, global_clipnorm, clipvalue
         self.epoch = 0
         self.t = 0
         self.state: dict[str, dict[str, Any]] = {}
@@ -71,6 +82,7 @@ class Optimizer:
                 state = self.state.get(name)  # not setdefault(name, {}): a new dict every step
                 states.append(state if state is not None else self.state.setdefault(name, {}))
         # Every (parameter, gradient) pair is gathered here: transforms of all gradients go here.
+        grads = clipping.clip_gradients(grads, self.clipnorm, self.global_clipnorm, self.clipvalue)
         each = fast.foreach(params[0]) if params else None
         if each is not None and self.update_all(each, params, grads, states, lr):
             return
@@ -109,8 +121,8 @@ class SGD(Optimizer):
     """
 
     def __init__(self, lr: float | Schedule = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 weight_decay: float = 0.0, **clip: float | None) -> None:
+        super().__init__(lr, weight_decay, **clip)
         momentum = _checks.fraction("SGD", "momentum", momentum)
         if _checks.boolean("SGD", "nesterov", nesterov) and momentum <= 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
@@ -152,8 +164,8 @@ class Adam(Optimizer):
     """
 
     def __init__(self, lr: float | Schedule = 0.001, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 0.0, **clip: float | None) -> None:
+        super().__init__(lr, weight_decay, **clip)
         self.betas, self.eps = _checks.betas(type(self).__name__, betas), _checks.positive(
             type(self).__name__, "eps", eps)
 
@@ -199,16 +211,16 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, lr: float | Schedule = 0.001, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8, weight_decay: float = 0.01) -> None:
-        super().__init__(lr, betas, eps, weight_decay)
+                 eps: float = 1e-8, weight_decay: float = 0.01, **clip: float | None) -> None:
+        super().__init__(lr, betas, eps, weight_decay, **clip)
 
 
 class RMSProp(Optimizer):
     """RMSProp, as ``torch.optim.RMSprop`` (no momentum, not centered)."""
 
     def __init__(self, lr: float | Schedule = 0.01, alpha: float = 0.99, eps: float = 1e-8,
-                 weight_decay: float = 0.0) -> None:
-        super().__init__(lr, weight_decay)
+                 weight_decay: float = 0.0, **clip: float | None) -> None:
+        super().__init__(lr, weight_decay, **clip)
         self.alpha = _checks.fraction("RMSProp", "alpha", alpha)
         self.eps = _checks.positive("RMSProp", "eps", eps)
 

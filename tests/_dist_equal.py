@@ -54,13 +54,13 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 def compare(comm, name: str, make, n: int, epochs: int, batch_size: int, checkpoint: str | None = None,
-            shuffle: bool = True):
+            shuffle: bool = True, **fit_kwargs):
     x, y = data(n)
     val = data(11)
     portnn.seed(0)
     alone = make()
     h_alone = alone.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=val, verbose=0,
-                        shuffle=shuffle)
+                        shuffle=shuffle, **fit_kwargs)
     portnn.seed(0)
     model = make()
     seen = []  # samples this rank trained on
@@ -80,7 +80,7 @@ def compare(comm, name: str, make, n: int, epochs: int, batch_size: int, checkpo
             saved.append(os.path.exists(checkpoint))
 
     h = model.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=val, verbose=0,
-                  distributed=comm, callbacks=[save], shuffle=shuffle)
+                  distributed=comm, callbacks=[save], shuffle=shuffle, **fit_kwargs)
     steps = epochs * -(-n // batch_size)
     assert steps >= 50, steps
     # Each rank trained on its own slice only, and together on every sample once per epoch.
@@ -107,6 +107,9 @@ def main() -> None:
             model, x, y = compare(comm, f"{tag} sgd-momentum",
                                   lambda: build(portnn.SGD(0.05, momentum=0.9)), 43, 8, 7, checkpoint)
             compare(comm, f"{tag} adam", lambda: build(portnn.Adam(0.01)), 43, 8, 7)
+            # Weighted means: each rank's share is its slice's weight over the batch's.
+            compare(comm, f"{tag} adam class_weight", lambda: build(portnn.Adam(0.01)), 43, 8, 7,
+                    class_weight={0: 1.0, 1: 3.0, 2: 0.5})
             compare(comm, f"{tag} nesterov shuffle=False",
                     lambda: build(portnn.SGD(0.05, momentum=0.9, nesterov=True)), 43, 8, 7, shuffle=False)
             # BatchNorm over the global batch (40 samples: the last batch has 5).

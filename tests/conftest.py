@@ -78,6 +78,20 @@ def torch():
     return pytest.importorskip("torch")
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """One line counting the skips by reason (absent GPUs, ...) instead of one line per skip."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped or "s" in (config.option.reportchars or ""):
+        return  # nothing skipped, or -rs asked for the full list
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ").split(": ")[0].split(";")[0][:60]
+        reasons[reason] = reasons.get(reason, 0) + 1
+    counts = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items(), key=lambda kv: -kv[1]))
+    terminalreporter.write_line(f"{len(skipped)} skipped: {counts} (pytest -rs lists them)")
+
+
 def has_float64(be: portnn.Backend) -> bool:
     try:
         be.dtype("float64")

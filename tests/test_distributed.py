@@ -28,7 +28,7 @@ HERE = Path(__file__).parent
 ROOT = HERE.parent
 TORCH = importlib.util.find_spec("torch") is not None
 # One "OK" line per (backend, case) plus the dropout line, as _dist_equal.py prints them.
-EXPECTED_OK = 4 * (3 if TORCH else 2) + 1
+EXPECTED_OK = 5 * (3 if TORCH else 2) + 1
 
 
 def _mpiexec() -> str | None:

@@ -102,12 +102,18 @@ def mnist_dir(tmp_path_factory) -> tuple[Path, bool]:
 
 def test_mnist_mlp(tmp_path, mnist_dir):
     folder, real = mnist_dir
-    out = run("mnist_mlp.py", "--data", str(folder), "--epochs", "2", "--limit", "2000",
+    out = run("mnist_mlp.py", "--data", str(folder), "--epochs", "2", "--limit", "2200", "--val", "200",
               "--test-limit", "2000", "--out", str(tmp_path),
               "--min-accuracy", "0.8" if real else "0.9", cwd=tmp_path)
-    assert "test accuracy=" in out
+    assert "test accuracy=" in out and "Trainable params: 235,146" in out
+    assert re.search(r"epoch 1/2 error=\S+ accuracy=\S+ val_error=\S+ val_accuracy=\S+", out)
     model = portnn.Sequential.load(tmp_path / "mnist_mlp.npz")
     assert [type(layer).__name__ for layer in model.layers][::2] == ["Dense"] * 3
+    # EarlyStopping restored the best validation epoch, which ModelCheckpoint saved: the same weights.
+    best = portnn.Sequential.load(tmp_path / "mnist_mlp_best.npz")
+    for a, b in zip(model.layers, best.layers, strict=True):
+        for key in a.params:
+            np.testing.assert_array_equal(portnn.to_numpy(a.params[key]), portnn.to_numpy(b.params[key]))
 
 
 def test_mnist_cnn(tmp_path, mnist_dir):
@@ -132,4 +138,6 @@ def test_mnist_offline_message(tmp_path):
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0
-    assert "train-images-idx3-ubyte" in proc.stderr and "PORTNN_DATA_DIR" in proc.stderr
+    message = proc.stderr.strip()
+    assert "Traceback" not in message and len(message.splitlines()) == 1, message
+    assert "train-images-idx3-ubyte" in message and "--data" in message and "PORTNN_DATA_DIR" in message

@@ -197,7 +197,8 @@ class CuPy(Library):
 
 
 class Torch(Library):
-    name, module, pip = "torch", "torch", "torch  (CPU only: torch --index-url https://download.pytorch.org/whl/cpu)"
+    name, module = "torch", "torch"
+    pip = "torch  (or, CPU only: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
 
     def default_device(self) -> Any:
         import torch

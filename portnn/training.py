@@ -1,0 +1,258 @@
+"""The training loop behind :meth:`portnn.Sequential.fit` and :meth:`~portnn.Sequential.evaluate`.
+
+One epoch: batches of one host-drawn permutation, :func:`train_step` on each,
+the loss and every metric summed on the device, one read-back of those sums
+at the end of the epoch, then the display and the callbacks. Nothing inside
+an epoch reads from the device (the optional progress bar excepted, at most a
+few times per second).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _inputs
+from . import callbacks as callbacks_module
+from . import distributed as _distributed
+from . import metrics as metrics_module
+from .backends import _fast as fast
+from .backends import init_rng
+from .progress import Progress
+
+__all__ = ["History", "evaluate", "fit", "sample_weights", "train_step"]
+
+
+class History(dict):
+    """Per-epoch Python floats: ``h["loss"]``, ``h["accuracy"]``, ``h["val_loss"]``, ..."""
+
+    @property
+    def epochs(self) -> int:
+        return len(self.get("loss", []))
+
+    def plot(self, path: Any = None) -> Any:
+        """Loss and each metric against the epoch, training beside validation (needs matplotlib).
+
+        Saves to ``path`` when given; returns the matplotlib figure.
+
+        Example:
+            >>> model.fit(x, y, epochs=20, validation_data=(xv, yv)).plot("runs/history.png")
+        """
+        from .plot import history
+
+        return history(self, path)
+
+
+def train_step(model: Any, x: Any, y: Any, weight: Any = None,
+               sync: _distributed.DataParallel | None = None) -> tuple[Any, Any]:
+    """One forward, backward and update on a batch on the device: ``(loss, output)``, nothing read back.
+
+    ``sync`` (data parallel) weights this rank's loss gradient by its share of
+    the global batch and sums the gradients over the ranks before the update.
+    """
+    out = model.forward(x, training=True)
+    loss = model.loss(out, y) if weight is None else model.loss(out, y, weight)
+    dy = model.loss.backward()
+    if sync is not None:
+        dy = sync.scale(dy)
+    # Nothing reads the gradient below the first trained layer: stop there, without its dx.
+    first = next((i for i, layer in enumerate(model.layers) if layer.params), None)
+    if first is not None:
+        for layer in model.layers[:first:-1]:
+            dy = layer.backward(dy)
+        model.layers[first].backward_params(dy)
+    if sync is not None:
+        sync.reduce(model.layers)
+    model.optimizer.step(model.layers)
+    return loss, out
+
+
+def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
+        shuffle: bool = True, validation_data: tuple[Any, Any] | None = None, verbose: int = 1,
+        callbacks: Sequence[Any] = (), class_weight: dict[int, float] | None = None,
+        sample_weight: Any = None, on_nonfinite: str = "raise",
+        distributed: bool | _distributed.Communicator | None = None) -> History:
+    """Train ``model``; see :meth:`portnn.Sequential.fit` for the arguments."""
+    if model.loss is None or model.optimizer is None:
+        raise ValueError("Sequential.fit needs a loss and an optimizer: "
+                         "Sequential(layers, loss='mse', optimizer=portnn.SGD(0.1))")
+    _check_values_device(model, "fit")
+    batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle)
+    metrics = metrics_module.get(model.metrics, model.loss)
+    raw_y = y
+    x, y = model._to_device(x, y)  # the checked data boundary (portnn._inputs)
+    weights = sample_weights(raw_y, class_weight, sample_weight)
+    if validation_data is not None:
+        validation_data = _inputs.prepare_validation(model, validation_data)
+    n = x.shape[0]
+    batch_size = batch_size or n
+    be = model.backend
+    w_device = None if weights is None else be.asarray(weights, dtype=_inputs._dtype(model), copy=False)
+    keys = ["loss", *metrics]
+    produced = keys + [f"val_{k}" for k in keys] * (validation_data is not None)
+    cbs = callbacks_module.wrap(callbacks)
+    callbacks_module.check_monitors(cbs, produced)
+    history = History()
+    dp = _distributed.DataParallel.attach(model, distributed, n)
+    progress = Progress(verbose if dp is None or dp.comm.is_main else 0, epochs, -(-n // batch_size))
+    model.stop_training = False
+    for cb in cbs:
+        cb.set_model(model)
+        cb.on_train_begin({})
+    # Schedules continue across fit calls and checkpoints: optimizer.epoch counts epochs done.
+    first = model.optimizer.epoch
+    try:
+        for epoch in range(epochs):
+            model.optimizer.epoch = first + epoch
+            order = init_rng().permutation(n) if shuffle else None
+            if dp is not None and shuffle:
+                order = dp.shared(order)
+            order_dev = None if order is None else be.asarray(order, copy=False)
+            progress.epoch_begin(epoch)
+            bar = progress.has_bar
+            total: Any = None
+            sums: dict[str, Any] = {}
+            weight_sum = 0.0
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)  # the Array API leaves slicing past the end undefined
+                if dp is not None:  # this rank's part of the global batch
+                    batch = slice(start, stop) if order is None else order[start:stop]
+                    start, stop = dp.shard(start, stop, None if weights is None else weights[batch])
+                    if start == stop:
+                        dp.empty_step()
+                        continue
+                if order_dev is None:
+                    xb, yb = x[start:stop, ...], y[start:stop, ...]
+                    wb = None if w_device is None else w_device[start:stop]
+                else:
+                    idx = order_dev[start:stop]
+                    xb, yb = fast.take(x, idx), fast.take(y, idx)
+                    wb = None if w_device is None else fast.take(w_device, idx)
+                loss, out = train_step(model, xb, yb, wb, dp)
+                # The batch loss is a (weighted) mean: weigh it by the batch's share (host floats).
+                share = stop - start if weights is None else float(
+                    weights[start:stop].sum() if order is None else weights[order[start:stop]].sum())
+                weight_sum += share
+                total = _add(total, loss * share)
+                for name, metric in metrics.items():
+                    sums[name] = _add(sums.get(name), metric(out, yb, model.loss))
+                if bar:
+                    progress.step(total, weight_sum)
+            model.optimizer.epoch = first + epoch + 1
+            if dp is not None:
+                sums = dp.end_epoch({"__loss": total, "__weight": weight_sum, **sums})
+                total, weight_sum = sums.pop("__loss"), sums.pop("__weight")
+            logs = _read_back(total, weight_sum, sums, n)
+            if validation_data is not None:
+                val = (_evaluate(model, *validation_data, metrics=metrics) if dp is None else
+                       dp.evaluate(*validation_data, lambda xs, ys: _evaluate(model, xs, ys, metrics)))
+                logs.update({f"val_{k}": v for k, v in val.items()})
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            progress.epoch_end(epoch, logs)
+            if _inputs.stop_on_nonfinite(history, logs, epoch + 1, epochs, on_nonfinite):
+                break
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if model.stop_training:
+                break
+    finally:
+        progress.close()
+        if dp is not None:
+            dp.close()
+    final = {k: v[-1] for k, v in history.items()}
+    for cb in cbs:
+        cb.on_train_end(final)
+    return history
+
+
+def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None,
+             distributed: bool | _distributed.Communicator | None = None) -> dict[str, float]:
+    """Mean loss and metrics on ``(x, y)`` as floats; see :meth:`portnn.Sequential.evaluate`."""
+    if model.loss is None:
+        raise ValueError("Sequential.evaluate needs a loss")
+    _check_values_device(model, "evaluate")
+    metrics = metrics_module.get(model.metrics, model.loss)
+    x, y = model._to_device(x, y)
+    comm = _distributed.resolve(distributed)
+    if comm is not None:  # each rank its part, the sums reduced
+        return _distributed.evaluate(x, y, comm, lambda xs, ys: _evaluate(
+            model, xs, ys, metrics=metrics, batch_size=batch_size))
+    return _evaluate(model, x, y, metrics=metrics, batch_size=batch_size)
+
+
+def _evaluate(model: Any, x: Any, y: Any, metrics: dict[str, Any],
+              batch_size: int | None = None) -> dict[str, float]:
+    n = x.shape[0]
+    step = n if batch_size is None else batch_size
+    total: Any = None
+    sums: dict[str, Any] = {}
+    for s in range(0, n, step):
+        xb, yb = x[s:min(s + step, n), ...], y[s:min(s + step, n), ...]
+        out = model.forward(xb)
+        total = _add(total, model.loss(out, yb) * xb.shape[0])
+        for name, metric in metrics.items():
+            sums[name] = _add(sums.get(name), metric(out, yb, model.loss))
+    return _read_back(total, n, sums, n)
+
+
+def sample_weights(y: Any, class_weight: dict[int, float] | None,
+                   sample_weight: Any) -> np.ndarray | None:
+    """The per-sample weights on the host (float64), built once per ``fit``; ``None`` for none.
+
+    ``class_weight`` maps a class to a weight; a sample's class is its integer
+    label, the arg-max of a one-hot row, or ``y > 0.5`` for a single binary
+    column. ``sample_weight`` is one non-negative weight per sample; with both,
+    the weights multiply (as in Keras).
+    """
+    if class_weight is None and sample_weight is None:
+        return None
+    host_y = metrics_module.host(y)
+    n = host_y.shape[0]
+    w = np.ones(n)
+    if sample_weight is not None:
+        sw = metrics_module.host(sample_weight).astype(np.float64)
+        if sw.shape != (n,):
+            raise ValueError(f"fit: sample_weight must have shape ({n},) (one weight per sample), "
+                             f"got {sw.shape}")
+        w *= sw
+    if class_weight is not None:
+        if host_y.ndim == 1:
+            labels = host_y
+        elif host_y.ndim == 2 and host_y.shape[1] == 1:
+            labels = host_y[:, 0] > 0.5
+        else:
+            labels = host_y.reshape(n, -1).argmax(axis=1)
+        labels = np.asarray(labels).astype(np.int64)
+        missing = sorted(set(np.unique(labels).tolist()) - {int(k) for k in class_weight})
+        if missing:
+            raise ValueError(f"fit: class_weight has no weight for classes {missing}; give every "
+                             f"class in y a weight (e.g. {{{missing[0]}: 1.0, ...}})")
+        table = {int(k): float(v) for k, v in class_weight.items()}
+        w *= np.array([table[c] for c in labels.tolist()], np.float64)
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+        raise ValueError("fit: sample weights must be finite, >= 0 and not all 0")
+    return w
+
+
+def _check_values_device(model: Any, where: str) -> None:
+    if model.backend.device_name == "meta":
+        raise ValueError(f"Sequential.{where}: torch's 'meta' device holds shapes, not values, so "
+                         "it cannot train or report a loss; use it for layer shape checks only "
+                         "and train on 'cpu' or 'cuda'")
+
+
+def _add(total: Any, value: Any) -> Any:
+    """Running on-device sum; ``None`` is the empty sum (and a ``None`` value adds nothing)."""
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+def _read_back(total: Any, weight: float, sums: dict[str, Any], n: int) -> dict[str, float]:
+    """The one host read of an epoch: mean loss and metrics from the on-device sums."""
+    logs = {"loss": float(total) / weight}
+    logs.update({name: float(value) / n for name, value in sums.items() if value is not None})
+    return logs
