@@ -8,6 +8,7 @@ from . import (
     backends,
     callbacks,
     data,
+    distributed,
     initializers,
     layers,
     losses,
@@ -57,7 +58,7 @@ __all__ = [
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "NonFiniteLossError",
     "Optimizer", "RMSProp", "ReLU", "Sequential", "Sigmoid", "Softmax", "StepDecay", "Tanh",
-    "available_backends", "backends", "callbacks", "data", "from_architecture", "get_backend",
+    "available_backends", "backends", "callbacks", "data", "distributed", "from_architecture", "get_backend",
     "gradcheck", "gradcheck_loss", "initializers", "layers", "losses", "metrics", "optimizers", "plot",
     "seed", "set_backend", "to_numpy", "training", "use_backend",
 ]

@@ -8,6 +8,7 @@ from typing import Any
 
 from . import _checkpoint, _checks, _inputs, losses, optimizers, training
 from . import callbacks as _callbacks
+from . import distributed as _distributed
 from . import layers as layers_module
 from . import metrics as _metrics
 from . import summary as _summary
@@ -109,7 +110,8 @@ class Sequential:
             shuffle: bool = True, validation_data: tuple[Any, Any] | None = None,
             verbose: int = 1, callbacks: Sequence[Callback | CallbackFn] = (),
             class_weight: dict[int, float] | None = None, sample_weight: Any = None,
-            on_nonfinite: str = "raise") -> History:
+            on_nonfinite: str = "raise",
+            distributed: bool | _distributed.Communicator | None = None) -> History:
         """Train for ``epochs`` passes over ``(x, y)``; the loop is :func:`portnn.training.fit`.
 
         Args:
@@ -133,6 +135,9 @@ class Sequential:
             on_nonfinite: a NaN/inf epoch loss raises
                 :class:`portnn.NonFiniteLossError` (``"raise"``) or warns and
                 stops (``"warn"``).
+            distributed: a :mod:`portnn.distributed` communicator (``True``:
+                ``init()``): every rank trains on its slice of each global
+                batch of ``batch_size`` and the gradients are summed; rank 0 prints.
 
         Returns:
             A :class:`History` of per-epoch floats.
@@ -144,17 +149,22 @@ class Sequential:
         return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                             validation_data=validation_data, verbose=verbose, callbacks=callbacks,
                             class_weight=class_weight, sample_weight=sample_weight,
-                            on_nonfinite=on_nonfinite)
+                            on_nonfinite=on_nonfinite, distributed=distributed)
 
     @on_device
-    def predict(self, x: Any, batch_size: int | None = None) -> Any:
+    def predict(self, x: Any, batch_size: int | None = None,
+                distributed: bool | _distributed.Communicator | None = None) -> Any:
         """The network's output for ``x``, as an array on the model's backend.
 
-        Use :func:`portnn.to_numpy` to bring it to the host.
+        Use :func:`portnn.to_numpy` to bring it to the host. ``distributed``:
+        each rank predicts its part of ``x`` and every rank gets all of it.
         """
         x = self._to_device(x)
         if batch_size is not None:
             _checks.integer("Sequential.predict", "batch_size", batch_size)
+        comm = _distributed.resolve(distributed)
+        if comm is not None:
+            return _distributed.predict(self, x, comm, batch_size)
         if batch_size is None:
             return self.forward(x)
         n = x.shape[0]
@@ -162,11 +172,15 @@ class Sequential:
         return self.backend.xp.concat(outs, axis=0)
 
     @on_device
-    def evaluate(self, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
-        """Mean loss and metrics (accuracy for classification losses) on ``(x, y)``, as floats."""
+    def evaluate(self, x: Any, y: Any, batch_size: int | None = None,
+                 distributed: bool | _distributed.Communicator | None = None) -> dict[str, float]:
+        """Mean loss and metrics (accuracy for classification losses) on ``(x, y)``, as floats.
+
+        ``distributed``: each rank evaluates its part and the sums are reduced.
+        """
         if batch_size is not None:
             _checks.integer("Sequential.evaluate", "batch_size", batch_size)
-        return training.evaluate(self, x, y, batch_size=batch_size)
+        return training.evaluate(self, x, y, batch_size=batch_size, distributed=distributed)
 
     @on_device
     def summary(self, input_shape: Sequence[int] | None = None) -> str:
@@ -204,7 +218,11 @@ class Sequential:
         Example:
             >>> model.save("mnist.npz")
         """
-        _checkpoint.save(self, path)
+        comm = getattr(self, "_comm", None)  # set during a distributed fit (callbacks that save)
+        if comm is None or comm.is_main:
+            _checkpoint.save(self, path)
+        if comm is not None:
+            comm.barrier()
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str | Backend | None = None,

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _inputs
 from . import callbacks as callbacks_module
+from . import distributed as _distributed
 from . import metrics as metrics_module
 from .backends import _fast as fast
 from .backends import init_rng
@@ -44,11 +45,18 @@ class History(dict):
         return history(self, path)
 
 
-def train_step(model: Any, x: Any, y: Any, weight: Any = None) -> tuple[Any, Any]:
-    """One forward, backward and update on a batch on the device: ``(loss, output)``, nothing read back."""
+def train_step(model: Any, x: Any, y: Any, weight: Any = None,
+               sync: _distributed.DataParallel | None = None) -> tuple[Any, Any]:
+    """One forward, backward and update on a batch on the device: ``(loss, output)``, nothing read back.
+
+    ``sync`` (data parallel) weights this rank's loss gradient by its share of
+    the global batch and sums the gradients over the ranks before the update.
+    """
     out = model.forward(x, training=True)
     loss = model.loss(out, y) if weight is None else model.loss(out, y, weight)
     dy = model.loss.backward()
+    if sync is not None:
+        dy = sync.scale(dy)
     # Nothing reads the gradient below the first trained layer: stop there, without its dx.
     layers, first = model.layers, 0
     while first < len(layers) and not layers[first].params:  # a loop: no generator per step
@@ -57,6 +65,8 @@ def train_step(model: Any, x: Any, y: Any, weight: Any = None) -> tuple[Any, Any
         for layer in layers[:first:-1]:
             dy = layer.backward(dy)
         layers[first].backward_params(dy)
+    if sync is not None:
+        sync.reduce(model.layers)
     model.optimizer.step(model.layers)
     return loss, out
 
@@ -64,7 +74,8 @@ def train_step(model: Any, x: Any, y: Any, weight: Any = None) -> tuple[Any, Any
 def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
         shuffle: bool = True, validation_data: tuple[Any, Any] | None = None, verbose: int = 1,
         callbacks: Sequence[Any] = (), class_weight: dict[int, float] | None = None,
-        sample_weight: Any = None, on_nonfinite: str = "raise") -> History:
+        sample_weight: Any = None, on_nonfinite: str = "raise",
+        distributed: bool | _distributed.Communicator | None = None) -> History:
     """Train ``model``; see :meth:`portnn.Sequential.fit` for the arguments."""
     if model.loss is None or model.optimizer is None:
         raise ValueError("Sequential.fit needs a loss and an optimizer: "
@@ -86,7 +97,8 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     cbs = callbacks_module.wrap(callbacks)
     callbacks_module.check_monitors(cbs, produced)
     history = History()
-    progress = Progress(verbose, epochs, -(-n // batch_size))
+    dp = _distributed.DataParallel.attach(model, distributed, n)
+    progress = Progress(verbose if dp is None or dp.comm.is_main else 0, epochs, -(-n // batch_size))
     model.stop_training = False
     for cb in cbs:
         cb.set_model(model)
@@ -97,6 +109,8 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
         for epoch in range(epochs):
             model.optimizer.epoch = first + epoch
             order = init_rng().permutation(n) if shuffle else None
+            if dp is not None and shuffle:
+                order = dp.shared(order)
             order_dev = None if order is None else be.asarray(order, copy=False)
             progress.epoch_begin(epoch)
             bar = progress.has_bar
@@ -105,6 +119,12 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
             weight_sum = 0.0
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)  # the Array API leaves slicing past the end undefined
+                if dp is not None:  # this rank's part of the global batch
+                    batch = slice(start, stop) if order is None else order[start:stop]
+                    start, stop = dp.shard(start, stop, None if weights is None else weights[batch])
+                    if start == stop:
+                        dp.empty_step()
+                        continue
                 if order_dev is None:
                     xb, yb = x[start:stop, ...], y[start:stop, ...]
                     wb = None if w_device is None else w_device[start:stop]
@@ -116,7 +136,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                     idx = order_dev[start:stop]
                     xb, yb = fast.take(x, idx), fast.take(y, idx)
                     wb = None if w_device is None else fast.take(w_device, idx)
-                loss, out = train_step(model, xb, yb, wb)
+                loss, out = train_step(model, xb, yb, wb, dp)
                 # The batch loss is a (weighted) mean: weigh it by the batch's share (host floats).
                 share = stop - start if weights is None else float(
                     weights[start:stop].sum() if order is None else weights[order[start:stop]].sum())
@@ -127,9 +147,13 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                 if bar:
                     progress.step(total, weight_sum)
             model.optimizer.epoch = first + epoch + 1
+            if dp is not None:
+                sums = dp.end_epoch({"__loss": total, "__weight": weight_sum, **sums})
+                total, weight_sum = sums.pop("__loss"), sums.pop("__weight")
             logs = _read_back(total, weight_sum, sums, n)
             if validation_data is not None:
-                val = _evaluate(model, *validation_data, metrics=metrics)
+                val = (_evaluate(model, *validation_data, metrics=metrics) if dp is None else
+                       dp.evaluate(*validation_data, lambda xs, ys: _evaluate(model, xs, ys, metrics)))
                 logs.update({f"val_{k}": v for k, v in val.items()})
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
@@ -142,19 +166,27 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                 break
     finally:
         progress.close()
+        if dp is not None:
+            dp.close()
     final = {k: v[-1] for k, v in history.items()}
     for cb in cbs:
         cb.on_train_end(final)
     return history
 
 
-def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None) -> dict[str, float]:
+def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None,
+             distributed: bool | _distributed.Communicator | None = None) -> dict[str, float]:
     """Mean loss and metrics on ``(x, y)`` as floats; see :meth:`portnn.Sequential.evaluate`."""
     if model.loss is None:
         raise ValueError("Sequential.evaluate needs a loss")
     _check_values_device(model, "evaluate")
     metrics = metrics_module.get(model.metrics, model.loss)
-    return _evaluate(model, *model._to_device(x, y), metrics=metrics, batch_size=batch_size)
+    x, y = model._to_device(x, y)
+    comm = _distributed.resolve(distributed)
+    if comm is not None:  # each rank its part, the sums reduced
+        return _distributed.evaluate(x, y, comm, lambda xs, ys: _evaluate(
+            model, xs, ys, metrics=metrics, batch_size=batch_size))
+    return _evaluate(model, x, y, metrics=metrics, batch_size=batch_size)
 
 
 def _evaluate(model: Any, x: Any, y: Any, metrics: dict[str, Any],

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -113,7 +114,10 @@ def test_cupy_here_is_a_clear_error_not_a_deep_traceback():
 
 
 def test_auto_picks_cupy_or_numpy():
-    be = portnn.get_backend("auto")
+    with warnings.catch_warnings():
+        # The fallback's one-time warning has its own test (test_gpu.py).
+        warnings.simplefilter("ignore", RuntimeWarning)
+        be = portnn.get_backend("auto")
     expected = "cupy" if portnn.backends.unavailable_reason("cupy") is None else "numpy"
     assert be.name == expected
 

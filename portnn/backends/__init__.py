@@ -36,6 +36,7 @@ __all__ = [
     "resolve",
     "seed",
     "set_backend",
+    "set_stream",
     "to_numpy",
     "use_backend",
 ]
@@ -135,7 +136,7 @@ class Backend:
         key = (self.name, self.device_name)
         with self.activate():
             if key not in _device_rngs:
-                _device_rngs[key] = self.library.generator(_seed, self.device)
+                _device_rngs[key] = self.library.generator(_stream_seed(), self.device)
             return self.library.uniform(_device_rngs[key], tuple(shape), None, self.device)
 
 
@@ -144,6 +145,7 @@ class Backend:
 _seed: int | None = None
 _host_rng = np.random.default_rng()
 _device_rngs: dict[tuple[str, str], Any] = {}
+_stream = 0
 
 
 def seed(n: int) -> None:
@@ -156,6 +158,24 @@ def seed(n: int) -> None:
     _seed = int(n)
     _host_rng = np.random.default_rng(_seed)
     _device_rngs.clear()
+
+
+def set_stream(index: int) -> None:
+    """Give the per-device generators (dropout masks) stream ``index`` of the seed.
+
+    Data-parallel rank ``r`` uses stream ``r``, so ranks draw different masks
+    from one :func:`seed`; stream 0 is what a single process draws.
+    """
+    global _stream
+    if int(index) != _stream:
+        _stream = int(index)
+        _device_rngs.clear()
+
+
+def _stream_seed() -> int | None:
+    if _seed is None or _stream == 0:
+        return _seed
+    return int(np.random.SeedSequence([_seed, _stream]).generate_state(1)[0])
 
 
 def init_rng() -> np.random.Generator:

@@ -17,6 +17,11 @@ class BatchNorm(Layer):
     unbiased one feeds ``running_var``; ``training=False`` uses the running
     estimates (buffers ``running_mean``, ``running_var``).
 
+    In data-parallel training each rank normalises by its own slice of the
+    batch; ``sync=True`` uses the statistics of the whole global batch (as
+    ``torch.nn.SyncBatchNorm``), at the cost of three small allreduces and one
+    host read per step, so N ranks then train exactly as one process.
+
     Example:
         >>> bn = portnn.BatchNorm(16)
         >>> bn.forward(np.ones((8, 16, 7, 7), np.float32), training=True).shape
@@ -24,12 +29,15 @@ class BatchNorm(Layer):
     """
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
-                 dtype: str = "float32") -> None:
+                 dtype: str = "float32", sync: bool = False) -> None:
         super().__init__()
         self.name = name = f"BatchNorm({num_features!r})"
         self.num_features = _checks.integer(name, "num_features", num_features)
         self.momentum = _checks.fraction(name, "momentum", momentum, closed=True)
         self.eps, self.dtype = _checks.positive(name, "eps", eps), _checks.float_dtype(name, dtype)
+        self.sync = _checks.boolean(name, "sync", sync)
+        # Sum over the ranks, set by portnn.distributed while a data-parallel fit runs.
+        self.allreduce: Any = None
         self.add_param("weight", ones((num_features,)))
         self.add_param("bias", zeros((num_features,)))
         self.add_param("running_mean", zeros((num_features,)), buffer=True)
@@ -46,12 +54,11 @@ class BatchNorm(Layer):
         count = x.shape[0] * (1 if x.ndim == 2 else x.shape[2] * x.shape[3])
         self._training = training
         if training:
+            mean, centered, var, count = self._batch_stats(xp, x, count)
+            self._count = count
             if count < 2:
                 raise ValueError(f"BatchNorm({self.num_features}): training needs more than one "
                                  f"value per channel, got input of shape {tuple(x.shape)}")
-            mean = xp.mean(x, axis=self._axes, keepdims=True)
-            centered = x - mean
-            var = xp.mean(centered * centered, axis=self._axes, keepdims=True)
             m = self.momentum
             self.buffers["running_mean"] = ((1 - m) * self.buffers["running_mean"]
                                             + m * xp.reshape(mean, (-1,)))
@@ -64,6 +71,21 @@ class BatchNorm(Layer):
         self._xhat = centered * self._inv_std
         return self._xhat * xp.reshape(self.params["weight"], shape) + xp.reshape(self.params["bias"], shape)
 
+    def _batch_stats(self, xp: Any, x: Any, count: int) -> tuple[Any, Any, Any, int]:
+        """Mean, centred input and biased variance over the batch (every rank's when synchronised)."""
+        if self.allreduce is None:
+            mean = xp.mean(x, axis=self._axes, keepdims=True)
+            centered = x - mean
+            return mean, centered, xp.mean(centered * centered, axis=self._axes, keepdims=True), count
+        shape = (1, self.num_features) + (1,) * (x.ndim - 2)
+        local = xp.sum(x, axis=self._axes)
+        sums = self.allreduce(xp.concat([local, xp.ones_like(local[:1]) * count]))
+        count = int(sums[-1])  # the global count: one host read per step
+        mean = xp.reshape(sums[:-1], shape) / count
+        centered = x - mean
+        var = self.allreduce(xp.sum(centered * centered, axis=self._axes))
+        return mean, centered, xp.reshape(var, shape) / count, count
+
     def backward(self, dy: Any) -> Any:
         xp = array_namespace(dy)
         axes, xhat = self._axes, self._xhat
@@ -73,5 +95,11 @@ class BatchNorm(Layer):
         if not self._training:
             return dxhat * self._inv_std
         # d/dx of (x - mean) / std with mean and std taken over the same batch.
-        return self._inv_std * (dxhat - xp.mean(dxhat, axis=axes, keepdims=True)
-                                - xhat * xp.mean(dxhat * xhat, axis=axes, keepdims=True))
+        if self.allreduce is None:
+            return self._inv_std * (dxhat - xp.mean(dxhat, axis=axes, keepdims=True)
+                                    - xhat * xp.mean(dxhat * xhat, axis=axes, keepdims=True))
+        c = self.num_features
+        sums = self.allreduce(xp.concat([xp.sum(dxhat, axis=axes), xp.sum(dxhat * xhat, axis=axes)]))
+        shape = self._inv_std.shape
+        return self._inv_std * (dxhat - xp.reshape(sums[:c], shape) / self._count
+                                - xhat * xp.reshape(sums[c:], shape) / self._count)
