@@ -125,7 +125,7 @@ class CrossEntropy(Loss):
             raise ValueError("CrossEntropy expects logits of shape (batch, classes), "
                              f"got {tuple(y_pred.shape)}")
         # log_softmax = shifted - log(sum(exp(shifted))); the max shift keeps exp finite.
-        shifted = y_pred - xp.max(y_pred, axis=1, keepdims=True)
+        shifted = y_pred - fast.row_max(y_pred)
         e = xp.exp(shifted)
         s = xp.sum(e, axis=1, keepdims=True)
         self._e, self._s = e, s
@@ -138,7 +138,7 @@ class CrossEntropy(Loss):
         else:
             self._t = t = self._same_shape(y_pred, y_true)
             per_sample = -xp.sum(t * (shifted - xp.log(s)), axis=1)
-        return xp.mean(self._weigh(per_sample))
+        return fast.mean(self._weigh(per_sample))
 
     def backward(self) -> Any:
         n = self._e.shape[0]

@@ -40,7 +40,7 @@ def test_take_take_along_axis_and_sum(backend):
     rows = backend.asarray(np.array([5, 0, 0, 3]))
     cols = backend.asarray(np.array([[3], [0], [1], [1], [2], [0]]))
     _assert_same(backend, lambda: (fast.take(x, rows), fast.take_along_axis(x, cols, axis=1),
-                                   fast.sum(x, axis=0), fast.sum(x)))
+                                   fast.sum(x, axis=0), fast.sum(x), fast.mean(x), fast.row_max(x)))
 
 
 def test_mask_and_clip(backend):
