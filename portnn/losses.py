@@ -156,8 +156,8 @@ class CrossEntropy(Loss):
         if y_true.ndim == 1:
             labels = self._label_array(y_pred, y_true)
         else:
-            labels = xp.argmax(y_true, axis=1)
-        return xp.count_nonzero(xp.argmax(y_pred, axis=1) == labels)
+            labels = fast.row_argmax(y_true)
+        return xp.count_nonzero(fast.row_argmax(y_pred) == labels)
 
     def _label_array(self, y_pred: Any, y_true: Any) -> Any:
         xp = array_namespace(y_pred)

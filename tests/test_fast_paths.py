@@ -35,12 +35,15 @@ def _dtype(be):
     return "float64" if has_float64(be) else "float32"
 
 
-def test_take_take_along_axis_and_sum(backend):
+def test_take_and_reductions(backend):
     x = backend.asarray(rng.standard_normal((6, 4)), dtype=_dtype(backend))
+    ties = backend.asarray(np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0], [0.0, -1.0, 0.0]]),
+                           dtype=_dtype(backend))  # argmax: the first maximum
     rows = backend.asarray(np.array([5, 0, 0, 3]))
     cols = backend.asarray(np.array([[3], [0], [1], [1], [2], [0]]))
     _assert_same(backend, lambda: (fast.take(x, rows), fast.take_along_axis(x, cols, axis=1),
-                                   fast.sum(x, axis=0), fast.sum(x), fast.mean(x), fast.row_max(x)))
+                                   fast.sum(x, axis=0), fast.sum(x), fast.mean(x), fast.row_max(x),
+                                   fast.row_argmax(x), fast.row_max(ties), fast.row_argmax(ties)))
 
 
 def test_mask_and_clip(backend):

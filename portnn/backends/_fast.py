@@ -24,8 +24,8 @@ import numpy as np
 
 from . import array_namespace
 
-__all__ = ["clip", "col2im", "foreach", "iota", "launch_bound", "mask", "mean", "portable", "row_max",
-           "sliding_windows", "sum", "take", "take_along_axis"]
+__all__ = ["clip", "col2im", "foreach", "iota", "launch_bound", "mask", "mean", "portable", "row_argmax",
+           "row_max", "sliding_windows", "sum", "take", "take_along_axis"]
 
 _portable: contextvars.ContextVar[bool] = contextvars.ContextVar("portnn_portable", default=False)
 
@@ -109,6 +109,14 @@ def row_max(x: Any) -> Any:
     if _numpy(x) and x.ndim == 2:
         return np.maximum.reduce(np.ascontiguousarray(x.T), axis=0)[:, None]
     return array_namespace(x).max(x, axis=1, keepdims=True)
+
+
+def row_argmax(x: Any) -> Any:
+    """``xp.argmax(x, axis=1)`` of a 2-D ``x`` (the first maximum), by the transposed copy as in
+    :func:`row_max` on NumPy."""
+    if _numpy(x) and x.ndim == 2:
+        return np.argmax(np.ascontiguousarray(x.T), axis=0)
+    return array_namespace(x).argmax(x, axis=1)
 
 
 def take_along_axis(x: Any, indices: Any, axis: int) -> Any:
