@@ -5,10 +5,11 @@ is its number of operations; on NumPy a per-sample step's speed is its Python
 overhead. Each function here takes the library's own shorter route (torch
 ``gather``/``index_select``/``unfold``/``fold``/``clamp`` and ``_foreach_*``;
 CuPy ``sliding_window_view``; NumPy/CuPy native ``clip``, integer-array
-indexing, ``add.reduce``) and otherwise falls back to the portable Array API
-code. Inside ``with portable():`` every function takes the portable route,
-which is how ``tests/test_fast_paths.py`` checks each fast path equal to it
-on every backend and device.
+indexing, ``add.reduce``; NumPy row maxima and arg-maxima over a transposed
+copy, as a short trailing axis is reduced one row at a time) and otherwise
+falls back to the portable Array API code. Inside ``with portable():`` every
+function takes the portable route, which is how ``tests/test_fast_paths.py``
+checks each fast path equal to it on every backend and device.
 """
 
 from __future__ import annotations
