@@ -84,6 +84,9 @@ LAYERS = {
     "maxpool_ties": (lambda: portnn.MaxPool2D(2), None),
     "maxpool_overlap": (lambda: portnn.MaxPool2D(3, 2), (2, 3, 7, 7)),
     "avgpool": (lambda: portnn.AvgPool2D((2, 3)), (2, 3, 5, 7)),
+    # A channels-first array seen as NCHW, as Conv2D returns: the gradient follows its layout.
+    "maxpool_transposed": (lambda: portnn.MaxPool2D(2), (3, 2, 4, 6)),
+    "avgpool_transposed": (lambda: portnn.AvgPool2D(2), (3, 2, 5, 6)),
 }
 
 
@@ -96,6 +99,8 @@ def test_layers_same_on_fast_and_portable_paths(backend, name):
     else:
         host = rng.standard_normal(shape)
     x = backend.asarray(host, dtype=_dtype(backend))
+    if name.endswith("_transposed"):
+        x = backend.xp.permute_dims(x, (1, 0, 2, 3))
     portnn.seed(0)
     layer = make()
     if layer.params:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_extra as xpx
-from array_api_compat import device as device_of
 
 from ..backends import _fast as fast
 from ..backends import array_namespace
@@ -36,14 +35,18 @@ class _Pool2D(Layer):
         """The input gradient from one ``(N, C, oh, ow)`` gradient per kernel offset."""
         if self._k != self._s:
             return scatter_windows(grads, self._shape, self._k, self._s)
-        # Non-overlapping tiles: each offset's gradient fills its slot of one (N, C, oh, kh, ow, kw)
-        # array, cheaper than zero-filling and scatter-adding K strided slices.
+        # Non-overlapping tiles: each offset's gradient fills its strided slot, cheaper than
+        # zero-filling and scatter-adding K slices. Made like the input ``self.x`` (``empty_like`` keeps
+        # NumPy's memory order, so the next layers' element-wise passes and GEMM operands see one
+        # layout); zeros only where rows or columns past the last tile get no gradient.
         xp = array_namespace(grads[0])
-        (kh, kw), (n, c, _, _), (oh, ow) = self._k, self._shape, grads[0].shape[2:]
-        dx = xp.empty((n, c, oh, kh, ow, kw), dtype=grads[0].dtype, device=device_of(grads[0]))
+        (kh, kw), (h, w), (oh, ow) = self._k, self._shape[2:], grads[0].shape[2:]
+        new = xp.empty_like if (oh * kh, ow * kw) == (h, w) else xp.zeros_like
+        dx = new(self.x, dtype=grads[0].dtype)
         for k, part in enumerate(grads):
-            dx[:, :, :, k // kw, :, k % kw] = part
-        return self._pad(xp.reshape(dx, (n, c, oh * kh, ow * kw)))
+            i, j = divmod(k, kw)
+            dx[:, :, i:oh * kh:kh, j:ow * kw:kw] = part
+        return dx
 
     def _check(self, x: Any) -> tuple[int, int]:
         check_nchw(self.name, x)
@@ -128,7 +131,7 @@ class AvgPool2D(_Pool2D):
         area = self._k[0] * self._k[1]
         if self._tiled(x):
             return array_namespace(x).sum(self._tiles(x, out), axis=-1) / area
-        parts = windows(x, self._k, self._s, out)
+        self.x, parts = x, windows(x, self._k, self._s, out)
         total = parts[0]
         for part in parts[1:]:
             total = total + part
