@@ -43,7 +43,8 @@ def test_take_and_reductions(backend):
     cols = backend.asarray(np.array([[3], [0], [1], [1], [2], [0]]))
     _assert_same(backend, lambda: (fast.take(x, rows), fast.take_along_axis(x, cols, axis=1),
                                    fast.sum(x, axis=0), fast.sum(x), fast.mean(x), fast.row_max(x),
-                                   fast.row_argmax(x), fast.row_max(ties), fast.row_argmax(ties)))
+                                   fast.row_argmax(x), fast.row_max(ties), fast.row_argmax(ties),
+                                   fast.matmul_nt(x[:3, :], x)))
 
 
 def test_mask_and_clip(backend):

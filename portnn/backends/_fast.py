@@ -6,7 +6,8 @@ overhead. Each function here takes the library's own shorter route (torch
 ``gather``/``index_select``/``unfold``/``fold``/``clamp`` and ``_foreach_*``;
 CuPy ``sliding_window_view``; NumPy/CuPy native ``clip``, integer-array
 indexing, ``add.reduce``; NumPy row maxima and arg-maxima over a transposed
-copy, as a short trailing axis is reduced one row at a time) and otherwise
+copy, as a short trailing axis is reduced one row at a time; a GEMM operand
+order OpenBLAS runs faster) and otherwise
 falls back to the portable Array API code. Inside ``with portable():`` every
 function takes the portable route, which is how ``tests/test_fast_paths.py``
 checks each fast path equal to it on every backend and device.
@@ -25,8 +26,8 @@ import numpy as np
 
 from . import array_namespace
 
-__all__ = ["clip", "col2im", "foreach", "iota", "launch_bound", "mask", "mean", "portable", "row_argmax",
-           "row_max", "sliding_windows", "sum", "take", "take_along_axis"]
+__all__ = ["clip", "col2im", "foreach", "iota", "launch_bound", "mask", "matmul_nt", "mean", "portable",
+           "row_argmax", "row_max", "sliding_windows", "sum", "take", "take_along_axis"]
 
 _portable: contextvars.ContextVar[bool] = contextvars.ContextVar("portnn_portable", default=False)
 
@@ -118,6 +119,17 @@ def row_argmax(x: Any) -> Any:
     if _numpy(x) and x.ndim == 2:
         return np.argmax(np.ascontiguousarray(x.T), axis=0)
     return array_namespace(x).argmax(x, axis=1)
+
+
+def matmul_nt(a: Any, b: Any) -> Any:
+    """``a @ b.T`` of 2-D ``a`` and ``b`` sharing a long inner axis (a convolution's weight gradient).
+
+    NumPy: ``(b @ a.T).T``, the same product; OpenBLAS takes a third less time for it when ``a``
+    has few rows (32 x 12544 times 12544 x 144: 1.2 ms against 1.8 ms, one thread).
+    """
+    if _numpy(a):
+        return (b @ a.T).T
+    return a @ b.T
 
 
 def take_along_axis(x: Any, indices: Any, axis: int) -> Any:

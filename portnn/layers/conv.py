@@ -146,7 +146,7 @@ class Conv2D(Layer):
         """Fill ``grads`` and return ``dy`` as the ``(out_channels, N*oh*ow)`` matrix."""
         xp = array_namespace(dy)
         dy = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_channels, -1))
-        self.grads["weight"] = xp.reshape(dy @ self.cols.T, tuple(self.params["weight"].shape))
+        self.grads["weight"] = xp.reshape(fast.matmul_nt(dy, self.cols), tuple(self.params["weight"].shape))
         if self.bias:
             self.grads["bias"] = xp.sum(dy, axis=1)
         return dy
