@@ -91,11 +91,16 @@ class MaxPool2D(_Pool2D):
             # argmax picks the first maximum of each window, as PyTorch's gradient does.
             self._argmax = xp.argmax(tiles, axis=-1)
             return xp.max(tiles, axis=-1)
-        self.x, parts = x, windows(x, self._k, self._s, out)
-        # A running maximum over the kernel offsets: K cheap element-wise passes, no K-wide copy.
-        self.y = parts[0]
-        for part in parts[1:]:
-            self.y = xp.maximum(self.y, part)
+        # A running maximum, separably: over the kernel's rows on whole-width strided rows, then
+        # over its columns; kh + kw - 2 cheap element-wise passes, no K-wide copy.
+        (kh, kw), (sh, sw), (oh, ow) = self._k, self._s, out
+        self.x = x
+        rows = x[:, :, 0:sh * (oh - 1) + 1:sh, :]
+        for i in range(1, kh):
+            rows = xp.maximum(rows, x[:, :, i:i + sh * (oh - 1) + 1:sh, :])
+        self.y = rows[:, :, :, 0:sw * (ow - 1) + 1:sw]
+        for j in range(1, kw):
+            self.y = xp.maximum(self.y, rows[:, :, :, j:j + sw * (ow - 1) + 1:sw])
         return self.y
 
     def backward(self, dy: Any) -> Any:
