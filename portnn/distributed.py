@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from . import backends
-from ._communicators import Communicator, MPICommunicator, TorchCommunicator
 from ._dask import predict_dask
 from .backends import array_namespace
+from .backends._communicators import Communicator, MPICommunicator, TorchCommunicator
 
 __all__ = ["Communicator", "DataParallel", "MPICommunicator", "TorchCommunicator", "init", "launcher",
            "predict_dask", "prepare", "reduce_gradients", "reduce_logs", "shard"]

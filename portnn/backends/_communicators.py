@@ -18,7 +18,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .backends import backend_of
+from . import backend_of
 
 __all__ = ["Communicator", "MPICommunicator", "TorchCommunicator"]
 
