@@ -209,6 +209,24 @@ def test_sync_batchnorm_alone_equals_batchnorm(backend):
     assert synced.config()["sync"] is True
 
 
+def test_sync_batchnorm_reads_nothing_back():
+    """The synchronised statistics keep the global count on the device: no host sync, no host copy."""
+    pytest.importorskip("torch")
+    from portnn.backends._torch_count import count_ops
+
+    be = portnn.get_backend("torch", "cpu")
+    x = be.asarray(np.random.default_rng(0).normal(size=(6, 3, 2, 2)))
+    dy = be.asarray(np.random.default_rng(1).normal(size=(6, 3, 2, 2)))
+    with portnn.use_backend("torch", "cpu"):
+        layer = portnn.BatchNorm(3, sync=True)
+    layer.allreduce = lambda a: a
+    with count_ops() as c:
+        layer.forward(x, training=True)
+        layer.backward(dy)
+    assert (c.syncs, c.h2d) == (0, 0)
+    assert c.ops > 0  # the counter saw the layer's work
+
+
 def test_predict_dask_loads_once_and_matches_predict(tmp_path, monkeypatch):
     da = pytest.importorskip("dask.array")
     dask_distributed = pytest.importorskip("dask.distributed", reason="pip install 'dask[distributed]'")

@@ -54,11 +54,12 @@ class BatchNorm(Layer):
         count = x.shape[0] * (1 if x.ndim == 2 else x.shape[2] * x.shape[3])
         self._training = training
         if training:
-            mean, centered, var, count = self._batch_stats(xp, x, count)
-            self._count = count
-            if count < 2:
+            # Synchronised, every rank holds a sample (fit checks) and there are >= 2 ranks.
+            if count < 2 and self.allreduce is None:
                 raise ValueError(f"BatchNorm({self.num_features}): training needs more than one "
                                  f"value per channel, got input of shape {tuple(x.shape)}")
+            mean, centered, var, count = self._batch_stats(xp, x, count)
+            self._count = count
             m = self.momentum
             self.buffers["running_mean"] = ((1 - m) * self.buffers["running_mean"]
                                             + m * xp.reshape(mean, (-1,)))
@@ -71,8 +72,9 @@ class BatchNorm(Layer):
         self._xhat = centered * self._inv_std
         return self._xhat * xp.reshape(self.params["weight"], shape) + xp.reshape(self.params["bias"], shape)
 
-    def _batch_stats(self, xp: Any, x: Any, count: int) -> tuple[Any, Any, Any, int]:
-        """Mean, centred input and biased variance over the batch (every rank's when synchronised)."""
+    def _batch_stats(self, xp: Any, x: Any, count: int) -> tuple[Any, Any, Any, Any]:
+        """Mean, centred input, biased variance and count over the batch (every rank's when
+        synchronised: then the count is a 0-d device array, never read back)."""
         if self.allreduce is None:
             mean = xp.mean(x, axis=self._axes, keepdims=True)
             centered = x - mean
@@ -80,7 +82,7 @@ class BatchNorm(Layer):
         shape = (1, self.num_features) + (1,) * (x.ndim - 2)
         local = xp.sum(x, axis=self._axes)
         sums = self.allreduce(xp.concat([local, xp.ones_like(local[:1]) * count]))
-        count = int(sums[-1])  # the global count: one host read per step
+        count = sums[-1]
         mean = xp.reshape(sums[:-1], shape) / count
         centered = x - mean
         var = self.allreduce(xp.sum(centered * centered, axis=self._axes))
