@@ -5,7 +5,7 @@ is its number of operations; on NumPy a per-sample step's speed is its Python
 overhead. Each function here takes the library's own shorter route (torch
 ``gather``/``index_select``/``unfold``/``fold``/``clamp`` and ``_foreach_*``;
 CuPy ``sliding_window_view``; NumPy/CuPy native ``clip``, integer-array
-indexing, ``add.reduce``; NumPy row maxima and arg-maxima over a transposed
+indexing, ``add.reduce``; NumPy row maxima over a transposed
 copy, as a short trailing axis is reduced one row at a time; a GEMM operand
 order OpenBLAS runs faster) and otherwise
 falls back to the portable Array API code. Inside ``with portable():`` every
@@ -114,10 +114,13 @@ def row_max(x: Any) -> Any:
 
 
 def row_argmax(x: Any) -> Any:
-    """``xp.argmax(x, axis=1)`` of a 2-D ``x`` (the first maximum), by the transposed copy as in
-    :func:`row_max` on NumPy."""
-    if _numpy(x) and x.ndim == 2:
-        return np.argmax(np.ascontiguousarray(x.T), axis=0)
+    """``xp.argmax(x, axis=1)`` of a 2-D ``x`` (the first maximum).
+
+    NumPy's arg-max of short rows is fast (1.3 us for 128 rows of 10), unlike its maximum:
+    only the method call, without array-api-compat's wrapper.
+    """
+    if _numpy(x):
+        return x.argmax(axis=1)
     return array_namespace(x).argmax(x, axis=1)
 
 
@@ -145,11 +148,12 @@ def take_along_axis(x: Any, indices: Any, axis: int) -> Any:
 def mask(condition: Any, dtype: Any) -> Any:
     """A boolean array as something to multiply a ``dtype`` array by.
 
-    torch multiplies by a bool tensor in one kernel, and NumPy in one pass
-    (a third less time than converting to 0/1 first, for a ReLU's mask); the
-    standard has no bool-float promotion, so elsewhere it becomes 0/1 of ``dtype``.
+    torch multiplies by a bool tensor in one kernel. The standard has no bool-float
+    promotion, so elsewhere it becomes 0/1 of ``dtype``; on NumPy that is also the
+    faster way, as multiplying by bools casts them in a buffered loop (a ReLU's
+    128 x 256 mask: 2.9 us to convert, then 3.1 us per multiply, against 6.9 us).
     """
-    if _torch(condition) or _numpy(condition):
+    if _torch(condition):
         return condition
     return array_namespace(condition).astype(condition, dtype)
 
@@ -162,6 +166,8 @@ def clip(x: Any, min: float | None = None, max: float | None = None) -> Any:  # 
     """
     if _torch(x):
         return x.clamp(min=min, max=max)
+    if _numpy(x) and max is None and min is not None:
+        return np.maximum(x, min)  # a ReLU: numpy.clip's Python wrappers cost it 2-3x
     lib = _numpy_or_cupy(x)
     if lib is not None:
         return lib.clip(x, min, max)

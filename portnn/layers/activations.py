@@ -14,14 +14,14 @@ class ReLU(Layer):
     """``max(x, 0)``."""
 
     def forward(self, x: Any, training: bool = False) -> Any:
-        # A multiply by a 0/1 mask is several times faster than where(): NumPy's where
-        # branches per element, and a ReLU's random sign pattern defeats branch prediction.
-        # No maximum(x, 0.0) either: on torch that turns 0.0 into a tensor (a host copy).
-        self.mask = fast.mask(x > 0, x.dtype)
-        return x * self.mask
+        # clip, not maximum(x, 0.0): on torch that turns 0.0 into a tensor (a host copy).
+        self.y = fast.clip(x, min=0.0)
+        return self.y
 
     def backward(self, dy: Any) -> Any:
-        return dy * self.mask
+        # A multiply by a 0/1 mask is several times faster than where(): NumPy's where
+        # branches per element, and a ReLU's random sign pattern defeats branch prediction.
+        return dy * fast.mask(self.y > 0, dy.dtype)
 
 
 class LeakyReLU(Layer):
