@@ -53,25 +53,36 @@ def test_mask_and_clip(backend):
                                    fast.clip(x, max=0.25), fast.clip(x, min=-0.1, max=0.1)))
 
 
+def test_like_keeps_values_and_takes_the_template_layout(backend):
+    xp = backend.xp
+    template = xp.permute_dims(backend.asarray(rng.standard_normal((3, 4, 5)), dtype=_dtype(backend)),
+                               (2, 0, 1))  # (5, 3, 4), not C-ordered
+    a = backend.asarray(rng.standard_normal((5, 3, 4)), dtype=_dtype(backend))
+    _assert_same(backend, lambda: fast.like(a, template))
+    if backend.name == "numpy":
+        assert fast.like(a, template).strides == template.strides
+
+
 @pytest.mark.parametrize("kernel,stride", [((3, 3), (1, 1)), ((2, 3), (2, 1)), ((3, 2), (2, 3))])
 def test_sliding_windows_and_col2im(backend, kernel, stride):
-    x = backend.asarray(rng.standard_normal((2, 3, 7, 8)), dtype=_dtype(backend))
+    # Conv2D's layout: (C, H, W, N) images, (C, kh*kw, oh, ow, N) patches.
+    x = backend.asarray(rng.standard_normal((2, 7, 8, 3)), dtype=_dtype(backend))
     xp = backend.xp
     oh, ow = ((7 - kernel[0]) // stride[0] + 1, (8 - kernel[1]) // stride[1] + 1)
-    cols = backend.asarray(rng.standard_normal((2, kernel[0] * kernel[1], 3, oh, ow)),
+    cols = backend.asarray(rng.standard_normal((2, kernel[0] * kernel[1], oh, ow, 3)),
                            dtype=_dtype(backend))
 
     def run():
         view = fast.sliding_windows(x, kernel, stride)
-        if view is None:  # portable: one slice per offset, stacked as (A, K, B, oh, ow)
-            patches = xp.stack(windows(x, kernel, stride, (oh, ow)), axis=1)
+        if view is None:  # portable: one slice per offset, stacked as (C, K, oh, ow, N)
+            patches = xp.stack(windows(x, kernel, stride, (oh, ow), first=1), axis=1)
         else:
             patches = xp.reshape(xp.permute_dims(view, (0, 4, 5, 1, 2, 3)),
-                                 (2, kernel[0] * kernel[1], 3, oh, ow))
-        back = fast.col2im(cols, (2, 3, 7, 8), kernel, stride)
+                                 (2, kernel[0] * kernel[1], oh, ow, 3))
+        back = fast.col2im(cols, (2, 7, 8, 3), kernel, stride)
         if back is None:
-            back = scatter_windows([cols[:, k, ...] for k in range(cols.shape[1])], (2, 3, 7, 8),
-                                   kernel, stride)
+            back = scatter_windows([cols[:, k, ...] for k in range(cols.shape[1])], (2, 7, 8, 3),
+                                   kernel, stride, first=1)
         return patches, back
 
     _assert_same(backend, run)

@@ -47,31 +47,35 @@ def out_size(layer: str, hw: tuple[int, int], kernel: tuple[int, int], stride: t
     return size
 
 
-def windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int],
-            out: tuple[int, int]) -> list[Any]:
-    """One strided view ``(N, C, oh, ow)`` per kernel offset, row-major over the kernel."""
-    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, out
-    return [x[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-            for i in range(kh) for j in range(kw)]
+def _slot(i: int, j: int, stride: tuple[int, int], out: tuple[int, int], first: int) -> tuple[slice, ...]:
+    """The index of kernel offset ``(i, j)``'s strided window; height is axis ``first``, width the next."""
+    (sh, sw), (oh, ow) = stride, out
+    return (slice(None),) * first + (slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw),
+                                     ...)
+
+
+def windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int],
+            first: int = 2) -> list[Any]:
+    """One strided view per kernel offset, row-major over the kernel; the image's height is
+    axis ``first`` of ``x`` and its width the next (NCHW: 2; Conv2D's (C, H, W, N): 1)."""
+    return [x[_slot(i, j, stride, out, first)] for i in range(kernel[0]) for j in range(kernel[1])]
 
 
 def scatter_windows(parts: list[Any], shape: tuple[int, ...], kernel: tuple[int, int],
-                    stride: tuple[int, int]) -> Any:
-    """The adjoint of :func:`windows`: add each offset's ``(N, C, oh, ow)`` part back in place."""
+                    stride: tuple[int, int], first: int = 2) -> Any:
+    """The adjoint of :func:`windows`: add each offset's part back in place into zeros of ``shape``."""
     xp = array_namespace(parts[0])
-    (sh, sw), kw = stride, kernel[1]
-    oh, ow = parts[0].shape[2:]
+    out = tuple(parts[0].shape[first:first + 2])
     dx = xp.zeros(shape, dtype=parts[0].dtype, device=device_of(parts[0]))
     for k, part in enumerate(parts):
-        i, j = divmod(k, kw)
-        dx = xpx.at(dx)[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw].add(part)
+        dx = xpx.at(dx)[_slot(*divmod(k, kernel[1]), stride, out, first)].add(part)
     return dx
 
 
 def unpad(x: Any, padding: tuple[int, int]) -> Any:
-    """Strip ``padding`` rows and columns from both sides of an NCHW array."""
+    """Strip ``padding`` rows and columns from both sides of a ``(C, H, W, N)`` array."""
     ph, pw = padding
-    return x[:, :, ph:x.shape[2] - ph, pw:x.shape[3] - pw]
+    return x[:, ph:x.shape[1] - ph, pw:x.shape[2] - pw, :]
 
 
 class Conv2D(Layer):
@@ -107,45 +111,48 @@ class Conv2D(Layer):
         xp = array_namespace(x)
         n, _, h, w = x.shape
         self._out = oh, ow = out_size(self.name, (h, w), self._k, self._s, self._p)
-        # Channels first, batch second: the patches then form one (C*kh*kw, N*oh*ow) matrix and
-        # the whole batch is a single GEMM; padding copies the transposed input once anyway.
-        x = xp.permute_dims(x, (1, 0, 2, 3))
+        # Internally (C, H, W, N): the patches form one (C*kh*kw, oh*ow*N) matrix, so the whole
+        # batch is a single GEMM, and every image row of a window is one run of w*N contiguous
+        # values, as is every row of a 2x2 pooling window after it (NCHW rows give runs of 14).
+        # Padding copies the transposed input once anyway.
+        x = xp.permute_dims(x, (1, 2, 3, 0))
         ph, pw = self._p
         if ph or pw:
-            x = xpx.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), xp=xp)
+            x = xpx.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), xp=xp)
         self._padded = tuple(x.shape)
-        # cols[(c, i, j), (n, y, x)] = x[n, c, y*sh + i, x*sw + j]: rows in weight's C-order.
-        view = fast.sliding_windows(x, self._k, self._s)  # (C, N, oh, ow, kh, kw) or None
+        # cols[(c, i, j), (y, x, n)] = x[n, c, y*sh + i, x*sw + j]: rows in weight's C-order.
+        view = fast.sliding_windows(x, self._k, self._s)  # (C, oh, ow, N, kh, kw) or None
         if view is not None:
-            self.cols = xp.reshape(xp.permute_dims(view, (0, 4, 5, 1, 2, 3)), (-1, n * oh * ow))
+            self.cols = xp.reshape(xp.permute_dims(view, (0, 4, 5, 1, 2, 3)), (-1, oh * ow * n))
         else:
-            self.cols = xp.reshape(xp.stack(windows(x, self._k, self._s, self._out), axis=1),
-                                   (-1, n * oh * ow))
+            self.cols = xp.reshape(xp.stack(windows(x, self._k, self._s, self._out, first=1), axis=1),
+                                   (-1, oh * ow * n))
         y = xp.reshape(self.params["weight"], (self.out_channels, -1)) @ self.cols
         if self.bias:
             y += self.params["bias"][:, None]  # in place: y is new (as in Dense)
-        return xp.permute_dims(xp.reshape(y, (self.out_channels, n, oh, ow)), (1, 0, 2, 3))
+        # NCHW to the caller, a view of the (C, H, W, N) memory: element-wise layers keep it.
+        return xp.permute_dims(xp.reshape(y, (self.out_channels, oh, ow, n)), (3, 0, 1, 2))
 
     def backward(self, dy: Any) -> Any:
         xp = array_namespace(dy)
-        c, n = self._padded[:2]
+        c, n = self._padded[0], self._padded[3]
         dy = self._param_grads(dy)
         weight = xp.reshape(self.params["weight"], (self.out_channels, -1))
-        dcols = xp.reshape(weight.T @ dy, (c, self._k[0] * self._k[1], n, *self._out))
+        dcols = xp.reshape(weight.T @ dy, (c, self._k[0] * self._k[1], *self._out, n))
         dx = fast.col2im(dcols, self._padded, self._k, self._s)
         if dx is None:
             dx = scatter_windows([dcols[:, k, ...] for k in range(dcols.shape[1])], self._padded,
-                                 self._k, self._s)
-        return xp.permute_dims(unpad(dx, self._p), (1, 0, 2, 3))
+                                 self._k, self._s, first=1)
+        return xp.permute_dims(unpad(dx, self._p), (3, 0, 1, 2))
 
     def backward_params(self, dy: Any) -> None:
         # A first layer's dx (a GEMM and a col2im) is wasted work: skip it.
         self._param_grads(dy)
 
     def _param_grads(self, dy: Any) -> Any:
-        """Fill ``grads`` and return ``dy`` as the ``(out_channels, N*oh*ow)`` matrix."""
+        """Fill ``grads`` and return ``dy`` as the ``(out_channels, oh*ow*N)`` matrix."""
         xp = array_namespace(dy)
-        dy = xp.reshape(xp.permute_dims(dy, (1, 0, 2, 3)), (self.out_channels, -1))
+        dy = xp.reshape(xp.permute_dims(dy, (1, 2, 3, 0)), (self.out_channels, -1))
         self.grads["weight"] = xp.reshape(fast.matmul_nt(dy, self.cols), tuple(self.params["weight"].shape))
         if self.bias:
             self.grads["bias"] = xp.sum(dy, axis=1)

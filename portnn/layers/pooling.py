@@ -91,36 +91,27 @@ class MaxPool2D(_Pool2D):
             # argmax picks the first maximum of each window, as PyTorch's gradient does.
             self._argmax = xp.argmax(tiles, axis=-1)
             return xp.max(tiles, axis=-1)
-        # A running maximum, separably: over the kernel's rows on whole-width strided rows, then
-        # over its columns; kh + kw - 2 cheap element-wise passes, no K-wide copy.
-        (kh, kw), (sh, sw), (oh, ow) = self._k, self._s, out
-        self.x = x
-        rows = x[:, :, 0:sh * (oh - 1) + 1:sh, :]
-        for i in range(1, kh):
-            rows = xp.maximum(rows, x[:, :, i:i + sh * (oh - 1) + 1:sh, :])
-        self.y = rows[:, :, :, 0:sw * (ow - 1) + 1:sw]
-        for j in range(1, kw):
-            self.y = xp.maximum(self.y, rows[:, :, :, j:j + sw * (ow - 1) + 1:sw])
-        return self.y
+        # A running maximum over the kernel offsets' strided views, and the offset it came from:
+        # a strictly greater value takes over, so the first maximum wins, as PyTorch's gradient.
+        # Since the offsets rise, the winner is the largest ``k`` that took over.
+        self.x, parts = x, windows(x, self._k, self._s, out)
+        y, self._argmax = parts[0], None
+        index = xp.int8 if len(parts) <= 127 else xp.int32
+        for k, part in enumerate(parts[1:], start=1):
+            took = xp.astype(part > y, index) * k
+            self._argmax = took if self._argmax is None else xp.maximum(self._argmax, took)
+            y = xp.maximum(y, part)
+        return y
 
     def backward(self, dy: Any) -> Any:
-        xp = array_namespace(dy)
         if self._tiled(dy):
             first = self._argmax[..., None] == fast.iota(self._k[0] * self._k[1], like=self._argmax)
             return self._untile(dy[..., None] * fast.mask(first, dy.dtype))
-        grads, taken = [], None
-        # Offsets in row-major kernel order: the first one equal to the maximum takes all of dy,
-        # later equal ones get zero, as in PyTorch. The bookkeeping is on 1-byte bools, and
-        # multiplying by a mask is much faster than xp.where, which branches per element.
-        for part in windows(self.x, self._k, self._s, tuple(self.y.shape[2:])):
-            hit = part == self.y
-            if taken is None:
-                taken = hit
-            else:
-                hit = xp.logical_and(hit, xp.logical_not(taken))
-                taken = xp.logical_or(taken, hit)
-            grads.append(dy * fast.mask(hit, dy.dtype))
-        return self._gather(grads)
+        if self._argmax is None:  # a 1x1 window: every value is its own maximum
+            return self._gather([dy])
+        # Multiplying by a 0/1 mask is much faster than xp.where, which branches per element.
+        return self._gather([dy * fast.mask(self._argmax == k, dy.dtype)
+                             for k in range(self._k[0] * self._k[1])])
 
 
 class AvgPool2D(_Pool2D):

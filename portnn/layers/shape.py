@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from .. import _checks
+from ..backends import _fast as fast
 from ..backends import array_namespace
 from ._base import Layer
 
@@ -21,11 +22,11 @@ class Flatten(Layer):
     def forward(self, x: Any, training: bool = False) -> Any:
         if x.ndim < 1:
             raise ValueError(f"Flatten expects an input with a batch axis, got shape {tuple(x.shape)}")
-        self._shape = tuple(x.shape)
+        self.x = x
         return array_namespace(x).reshape(x, (x.shape[0], -1))
 
     def backward(self, dy: Any) -> Any:
-        return array_namespace(dy).reshape(dy, self._shape)
+        return fast.like(array_namespace(dy).reshape(dy, tuple(self.x.shape)), self.x)
 
 
 class Reshape(Layer):
@@ -51,8 +52,8 @@ class Reshape(Layer):
         if x.ndim < 1 or (size != known if -1 not in self.shape else not known or size % known):
             raise ValueError(f"Reshape({self.shape}) cannot reshape samples of shape "
                              f"{tuple(x.shape[1:])} ({size} values) to {self.shape}")
-        self._shape = tuple(x.shape)
+        self.x = x
         return array_namespace(x).reshape(x, (x.shape[0], *self.shape))
 
     def backward(self, dy: Any) -> Any:
-        return array_namespace(dy).reshape(dy, self._shape)
+        return fast.like(array_namespace(dy).reshape(dy, tuple(self.x.shape)), self.x)
