@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     results = dict.fromkeys(steps, 0.0)
     for _ in range(rounds):
         for name, step in steps.items():
+            time.sleep(0.05)  # PyTorch's idle threads spin for a while: start on quiet cores
             rate = throughput(step, data, args.batch_size, 0.0 if args.quick else args.seconds / rounds,
                               min_steps)
             results[name] = max(results[name], rate)

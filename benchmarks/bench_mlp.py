@@ -206,6 +206,7 @@ def best_time(runs: dict[str, Epoch], rounds: int, repeats: int) -> dict[str, fl
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(rounds):
         for name, run in runs.items():
+            time.sleep(0.05)  # PyTorch's idle threads spin for a while: start on quiet cores
             start = time.perf_counter()
             for _ in range(repeats):
                 run()
