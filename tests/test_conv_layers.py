@@ -29,6 +29,9 @@ POOL_CASES = [
     (3, 1, (4, 4)),
 ]
 POOL_IDS = [f"k{k}-s{s}-{h}x{w}" for k, s, (h, w) in POOL_CASES]
+# 132 offsets: the max-pool's offset index outgrows int8 (too slow to gradcheck everywhere).
+TORCH_POOL_CASES = [*POOL_CASES, ((12, 11), 1, (12, 13))]
+TORCH_POOL_IDS = [*POOL_IDS, "k12x11-s1-12x13"]
 POOLS = {"max": (portnn.MaxPool2D, "max_pool2d"), "avg": (portnn.AvgPool2D, "avg_pool2d")}
 
 
@@ -142,7 +145,7 @@ def test_pool_gradcheck(backend, kind, case):
 
 
 @pytest.mark.parametrize("kind", sorted(POOLS))
-@pytest.mark.parametrize("case", POOL_CASES, ids=POOL_IDS)
+@pytest.mark.parametrize("case", TORCH_POOL_CASES, ids=TORCH_POOL_IDS)
 def test_pool_matches_torch(backend, torch, kind, case):
     dt = _dt(backend)
     kernel, stride, hw = case
