@@ -114,11 +114,13 @@ class Conv2D(Layer):
         # Internally (C, H, W, N): the patches form one (C*kh*kw, oh*ow*N) matrix, so the whole
         # batch is a single GEMM, and every image row of a window is one run of w*N contiguous
         # values, as is every row of a 2x2 pooling window after it (NCHW rows give runs of 14).
-        # Padding copies the transposed input once anyway.
+        # Padding copies the transposed input once; without padding NumPy copies it too.
         x = xp.permute_dims(x, (1, 2, 3, 0))
         ph, pw = self._p
         if ph or pw:
             x = xpx.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), xp=xp)
+        else:
+            x = fast.contiguous(x)
         self._padded = tuple(x.shape)
         # cols[(c, i, j), (y, x, n)] = x[n, c, y*sh + i, x*sw + j]: rows in weight's C-order.
         view = fast.sliding_windows(x, self._k, self._s)  # (C, oh, ow, N, kh, kw) or None
