@@ -5,9 +5,9 @@ is its number of operations; on NumPy a per-sample step's speed is its Python
 overhead. Each function here takes the library's own shorter route (torch
 ``gather``/``index_select``/``unfold``/``fold``/``clamp`` and ``_foreach_*``;
 CuPy ``sliding_window_view``; NumPy/CuPy native ``clip``, integer-array
-indexing, ``add.reduce``; NumPy row maxima over a transposed
-copy, as a short trailing axis is reduced one row at a time; a GEMM operand
-order OpenBLAS runs faster) and otherwise
+indexing, ``add.reduce``; NumPy row maxima over a transposed copy, as a short
+trailing axis is reduced one row at a time; a GEMM operand order OpenBLAS runs
+faster; NumPy copies into the memory layout the next passes want) and otherwise
 falls back to the portable Array API code. Inside ``with portable():`` every
 function takes the portable route, which is how ``tests/test_fast_paths.py``
 checks each fast path equal to it on every backend and device.
