@@ -63,26 +63,28 @@ def test_like_keeps_values_and_takes_the_template_layout(backend):
         assert fast.like(a, template).strides == template.strides
 
 
+@pytest.mark.parametrize("first", [1, 2], ids=["CHWN", "CNHW"])
 @pytest.mark.parametrize("kernel,stride", [((3, 3), (1, 1)), ((2, 3), (2, 1)), ((3, 2), (2, 3))])
-def test_sliding_windows_and_col2im(backend, kernel, stride):
-    # Conv2D's layout: (C, H, W, N) images, (C, kh*kw, oh, ow, N) patches.
-    x = backend.asarray(rng.standard_normal((2, 7, 8, 3)), dtype=_dtype(backend))
+def test_sliding_windows_and_col2im(backend, kernel, stride, first):
+    # Conv2D's layouts: (C, H, W, N) or (C, N, H, W) images, (C, kh*kw, ...) patches.
+    c, n, h, w = 2, 3, 7, 8
+    oh, ow = ((h - kernel[0]) // stride[0] + 1, (w - kernel[1]) // stride[1] + 1)
+    shape, patch_shape = ((c, h, w, n), (c, kernel[0] * kernel[1], oh, ow, n)) if first == 1 else \
+        ((c, n, h, w), (c, kernel[0] * kernel[1], n, oh, ow))
+    x = backend.asarray(rng.standard_normal(shape), dtype=_dtype(backend))
+    cols = backend.asarray(rng.standard_normal(patch_shape), dtype=_dtype(backend))
     xp = backend.xp
-    oh, ow = ((7 - kernel[0]) // stride[0] + 1, (8 - kernel[1]) // stride[1] + 1)
-    cols = backend.asarray(rng.standard_normal((2, kernel[0] * kernel[1], oh, ow, 3)),
-                           dtype=_dtype(backend))
 
     def run():
-        view = fast.sliding_windows(x, kernel, stride)
-        if view is None:  # portable: one slice per offset, stacked as (C, K, oh, ow, N)
-            patches = xp.stack(windows(x, kernel, stride, (oh, ow), first=1), axis=1)
+        view = fast.sliding_windows(x, kernel, stride, first)
+        if view is None:  # portable: one slice per offset, stacked after C
+            patches = xp.stack(windows(x, kernel, stride, (oh, ow), first), axis=1)
         else:
-            patches = xp.reshape(xp.permute_dims(view, (0, 4, 5, 1, 2, 3)),
-                                 (2, kernel[0] * kernel[1], oh, ow, 3))
-        back = fast.col2im(cols, (2, 7, 8, 3), kernel, stride)
+            patches = xp.reshape(xp.permute_dims(view, (0, 4, 5, 1, 2, 3)), patch_shape)
+        back = fast.col2im(cols, shape, kernel, stride, first)
         if back is None:
-            back = scatter_windows([cols[:, k, ...] for k in range(cols.shape[1])], (2, 7, 8, 3),
-                                   kernel, stride, first=1)
+            back = scatter_windows([cols[:, k, ...] for k in range(cols.shape[1])], shape,
+                                   kernel, stride, first)
         return patches, back
 
     _assert_same(backend, run)

@@ -198,44 +198,53 @@ def launch_bound(x: Any) -> bool:
     return _portable.get() or not compat.is_numpy_array(x)
 
 
-def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> Any | None:
-    """A view ``(C, oh, ow, N, kh, kw)`` of every window of ``x`` ``(C, H, W, N)``, or ``None``.
+def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int], first: int) -> Any | None:
+    """A view of every window of ``x`` with ``(kh, kw)`` appended, or ``None``.
 
-    ``None`` where the library has no strided window view (the caller stacks one slice per
-    offset), and for NumPy, where copying that 6-d view is slower than stacking the slices.
+    The image's height is axis ``first`` of the 4-d ``x`` (C first), its width the next: the
+    view is ``(C, ..., oh, ow, ..., kh, kw)``. ``None`` where the library has no strided window view
+    (the caller stacks one slice per offset), and for NumPy, where copying that 6-d view is
+    slower than stacking the slices.
     """
     (kh, kw), (sh, sw) = kernel, stride
     if _torch(x):
-        return x.unfold(1, kh, sh).unfold(2, kw, sw)
+        return x.unfold(first, kh, sh).unfold(first + 1, kw, sw)
     lib = _numpy_or_cupy(x)
     if lib is not None and lib.__name__ == "cupy":
-        return lib.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]
+        view = lib.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(first, first + 1))
+        return view[(slice(None),) * first + (slice(None, None, sh), slice(None, None, sw))]
     return None
 
 
 def col2im(cols: Any, shape: tuple[int, int, int, int], kernel: tuple[int, int],
-           stride: tuple[int, int]) -> Any | None:
+           stride: tuple[int, int], first: int) -> Any | None:
     """The adjoint of :func:`sliding_windows`, or ``None`` (the caller scatter-adds per offset).
 
-    ``cols`` is ``(C, kh*kw, oh, ow, N)``; the result has ``shape`` ``(C, H, W, N)``.
+    ``cols`` is ``(C, kh*kw, ...)``, the patches in ``shape``'s axis order: ``(C, N, H, W)``
+    (``first`` 2) or ``(C, H, W, N)`` (``first`` 1), with the output's size in place of H, W.
     """
     (kh, kw), (sh, sw) = kernel, stride
-    c, h, w, n = shape
-    oh, ow = cols.shape[2:4]
+    h, w = shape[first:first + 2]
+    oh, ow = cols.shape[first + 1:first + 3]
     if _torch(cols):
         import torch
 
         # fold sums the (batch, channels*kh*kw, positions) columns back onto the image: one kernel.
-        batched = cols.reshape(c * kh * kw, oh * ow, n).permute(2, 0, 1)
+        c, n = shape[0], shape[3 if first == 1 else 1]
+        if first == 2:
+            batched = cols.reshape(c * kh * kw, n, oh * ow).permute(1, 0, 2)
+        else:
+            batched = cols.reshape(c * kh * kw, oh * ow, n).permute(2, 0, 1)
         out = torch.nn.functional.fold(batched, (h, w), (kh, kw), stride=(sh, sw))
-        return out.permute(1, 2, 3, 0)
+        return out.permute(1, 0, 2, 3) if first == 2 else out.permute(1, 2, 3, 0)
     lib = _numpy_or_cupy(cols)
     if lib is None:
         return None
     dx = lib.zeros(shape, dtype=cols.dtype)
     for k in range(kh * kw):
         i, j = divmod(k, kw)
-        dx[:, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw, :] += cols[:, k]
+        rows, columns = slice(i, i + sh * (oh - 1) + 1, sh), slice(j, j + sw * (ow - 1) + 1, sw)
+        dx[(slice(None),) * first + (rows, columns)] += cols[:, k]
     return dx
 
 

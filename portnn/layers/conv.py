@@ -72,10 +72,21 @@ def scatter_windows(parts: list[Any], shape: tuple[int, ...], kernel: tuple[int,
     return dx
 
 
-def unpad(x: Any, padding: tuple[int, int]) -> Any:
-    """Strip ``padding`` rows and columns from both sides of a ``(C, H, W, N)`` array."""
-    ph, pw = padding
-    return x[:, ph:x.shape[1] - ph, pw:x.shape[2] - pw, :]
+def unpad(x: Any, padding: tuple[int, int], first: int) -> Any:
+    """Strip ``padding`` rows and columns from both sides; height is axis ``first``, width the next."""
+    (ph, pw), (h, w) = padding, x.shape[first:first + 2]
+    return x[(slice(None),) * first + (slice(ph, h - ph), slice(pw, w - pw), ...)]
+
+
+def layout(x: Any) -> tuple[tuple[int, ...], int]:
+    """Conv2D's internal axis order for ``x`` (from NCHW) and the position of its height axis.
+
+    (C, H, W, N) on NumPy: every image row of a kernel window, and of a 2x2 pooling window
+    after the convolution, is then one run of W*N contiguous values (NCHW rows give runs of
+    14), which NumPy's element-wise loops want. (C, N, H, W) elsewhere, as GPU kernels and
+    torch's fold take images batch-first (torch on the CPU runs it 1.7x faster).
+    """
+    return ((1, 0, 2, 3), 2) if fast.launch_bound(x) else ((1, 2, 3, 0), 1)
 
 
 class Conv2D(Layer):
@@ -111,51 +122,57 @@ class Conv2D(Layer):
         xp = array_namespace(x)
         n, _, h, w = x.shape
         self._out = oh, ow = out_size(self.name, (h, w), self._k, self._s, self._p)
-        # Internally (C, H, W, N): the patches form one (C*kh*kw, oh*ow*N) matrix, so the whole
-        # batch is a single GEMM, and every image row of a window is one run of w*N contiguous
-        # values, as is every row of a 2x2 pooling window after it (NCHW rows give runs of 14).
-        # Padding copies the transposed input once; without padding NumPy copies it too.
-        x = xp.permute_dims(x, (1, 2, 3, 0))
+        # Channels first (see layout()): the patches form one (C*kh*kw, positions) matrix, so the
+        # whole batch is a single GEMM. Padding copies the permuted input once anyway.
+        self._perm, first = perm, first = layout(x)
+        x = xp.permute_dims(x, perm)
         ph, pw = self._p
         if ph or pw:
-            x = xpx.pad(x, ((0, 0), (ph, ph), (pw, pw), (0, 0)), xp=xp)
+            pads = [(0, 0)] * 4
+            pads[first:first + 2] = (ph, ph), (pw, pw)
+            x = xpx.pad(x, tuple(pads), xp=xp)
         else:
-            x = fast.contiguous(x)
+            x = fast.contiguous(x)  # NumPy: the window copies below then read contiguous rows
         self._padded = tuple(x.shape)
-        # cols[(c, i, j), (y, x, n)] = x[n, c, y*sh + i, x*sw + j]: rows in weight's C-order.
-        view = fast.sliding_windows(x, self._k, self._s)  # (C, oh, ow, N, kh, kw) or None
+        self._inner = tuple({0: n, 2: oh, 3: ow}[axis] for axis in perm[1:])  # output, less C
+        # cols[(c, i, j), position] = x[n, c, y*sh + i, x*sw + j]: rows in weight's C-order.
+        view = fast.sliding_windows(x, self._k, self._s, first)  # (C, ..., kh, kw) or None
         if view is not None:
-            self.cols = xp.reshape(xp.permute_dims(view, (0, 4, 5, 1, 2, 3)), (-1, oh * ow * n))
+            self.cols = xp.reshape(xp.permute_dims(view, (0, 4, 5, 1, 2, 3)), (-1, n * oh * ow))
         else:
-            self.cols = xp.reshape(xp.stack(windows(x, self._k, self._s, self._out, first=1), axis=1),
-                                   (-1, oh * ow * n))
+            self.cols = xp.reshape(xp.stack(windows(x, self._k, self._s, self._out, first), axis=1),
+                                   (-1, n * oh * ow))
         y = xp.reshape(self.params["weight"], (self.out_channels, -1)) @ self.cols
         if self.bias:
             y += self.params["bias"][:, None]  # in place: y is new (as in Dense)
-        # NCHW to the caller, a view of the (C, H, W, N) memory: element-wise layers keep it.
-        return xp.permute_dims(xp.reshape(y, (self.out_channels, oh, ow, n)), (3, 0, 1, 2))
+        # NCHW to the caller, a view of the internal memory: element-wise layers keep its layout.
+        return xp.permute_dims(xp.reshape(y, (self.out_channels, *self._inner)), _inverse(perm))
 
     def backward(self, dy: Any) -> Any:
         xp = array_namespace(dy)
-        c, n = self._padded[0], self._padded[3]
+        first = self._perm.index(2)
         dy = self._param_grads(dy)
         weight = xp.reshape(self.params["weight"], (self.out_channels, -1))
-        dcols = xp.reshape(weight.T @ dy, (c, self._k[0] * self._k[1], *self._out, n))
-        dx = fast.col2im(dcols, self._padded, self._k, self._s)
+        dcols = xp.reshape(weight.T @ dy, (self.in_channels, self._k[0] * self._k[1], *self._inner))
+        dx = fast.col2im(dcols, self._padded, self._k, self._s, first)
         if dx is None:
             dx = scatter_windows([dcols[:, k, ...] for k in range(dcols.shape[1])], self._padded,
-                                 self._k, self._s, first=1)
-        return xp.permute_dims(unpad(dx, self._p), (3, 0, 1, 2))
+                                 self._k, self._s, first)
+        return xp.permute_dims(unpad(dx, self._p, first), _inverse(self._perm))
 
     def backward_params(self, dy: Any) -> None:
         # A first layer's dx (a GEMM and a col2im) is wasted work: skip it.
         self._param_grads(dy)
 
     def _param_grads(self, dy: Any) -> Any:
-        """Fill ``grads`` and return ``dy`` as the ``(out_channels, oh*ow*N)`` matrix."""
+        """Fill ``grads`` and return ``dy`` as the ``(out_channels, positions)`` matrix."""
         xp = array_namespace(dy)
-        dy = xp.reshape(xp.permute_dims(dy, (1, 2, 3, 0)), (self.out_channels, -1))
+        dy = xp.reshape(xp.permute_dims(dy, self._perm), (self.out_channels, -1))
         self.grads["weight"] = xp.reshape(fast.matmul_nt(dy, self.cols), tuple(self.params["weight"].shape))
         if self.bias:
             self.grads["bias"] = xp.sum(dy, axis=1)
         return dy
+
+
+def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(perm.index(axis) for axis in range(len(perm)))
