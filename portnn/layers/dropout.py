@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import _checks
+from ..backends import _fast as fast
 from ..backends import array_namespace, backend_of
 from ._base import Layer
 
@@ -29,8 +30,9 @@ class Dropout(Layer):
             return x
         xp = array_namespace(x)
         keep = backend_of(x).uniform(tuple(x.shape)) >= self.p
-        # Scaling the mask, not the output, lets backward reuse it as is.
-        self.mask = xp.astype(keep, x.dtype) / (1.0 - self.p)
+        # Scaling the mask, not the output, lets backward reuse it as is; in x's memory layout
+        # (Conv2D's on NumPy), so both multiplies run over one layout.
+        self.mask = fast.like(xp.astype(keep, x.dtype) / (1.0 - self.p), x)
         return x * self.mask
 
     def backward(self, dy: Any) -> Any:
