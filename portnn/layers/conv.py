@@ -57,7 +57,7 @@ def _slot(i: int, j: int, stride: tuple[int, int], out: tuple[int, int], first: 
 def windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int], out: tuple[int, int],
             first: int = 2) -> list[Any]:
     """One strided view per kernel offset, row-major over the kernel; the image's height is
-    axis ``first`` of ``x`` and its width the next (NCHW: 2; Conv2D's (C, H, W, N): 1)."""
+    axis ``first`` of ``x`` and its width the next (NCHW and (C, N, H, W): 2; (C, H, W, N): 1)."""
     return [x[_slot(i, j, stride, out, first)] for i in range(kernel[0]) for j in range(kernel[1])]
 
 
@@ -124,7 +124,7 @@ class Conv2D(Layer):
         self._out = oh, ow = out_size(self.name, (h, w), self._k, self._s, self._p)
         # Channels first (see layout()): the patches form one (C*kh*kw, positions) matrix, so the
         # whole batch is a single GEMM. Padding copies the permuted input once anyway.
-        self._perm, first = perm, first = layout(x)
+        perm, first = self._perm, self._first = layout(x)
         x = xp.permute_dims(x, perm)
         ph, pw = self._p
         if ph or pw:
@@ -150,7 +150,7 @@ class Conv2D(Layer):
 
     def backward(self, dy: Any) -> Any:
         xp = array_namespace(dy)
-        first = self._perm.index(2)
+        first = self._first
         dy = self._param_grads(dy)
         weight = xp.reshape(self.params["weight"], (self.out_channels, -1))
         dcols = xp.reshape(weight.T @ dy, (self.in_channels, self._k[0] * self._k[1], *self._inner))
