@@ -250,3 +250,25 @@ def test_small_cnn_loss_decreases(backend):
     ], loss=portnn.CrossEntropy(), optimizer=portnn.SGD(0.1, momentum=0.9))
     losses = [float(portnn.to_numpy(model.train_step(x, labels)[0])) for _ in range(15)]
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_numpy_cnn_keeps_one_memory_layout():
+    """On NumPy a Conv2D output is (C, H, W, N) memory, and every array that meets it in an
+    element-wise pass (ReLU, pooling, dropout masks, gradients back through Flatten) has that
+    layout too: a pass over two layouts runs several times slower (not a timing, the cause)."""
+    x = np.random.default_rng(0).standard_normal((4, 2, 8, 6)).astype(np.float32)
+    conv, relu, pool, drop, flat = (portnn.Conv2D(2, 3, 3, padding=1), portnn.ReLU(),
+                                    portnn.MaxPool2D(2), portnn.Dropout(0.5), portnn.Flatten())
+    y = conv.forward(x)
+    assert np.transpose(y, (1, 2, 3, 0)).flags.c_contiguous
+    r = relu.forward(y)
+    assert r.strides == y.strides
+    p = pool.forward(r)
+    d = drop.forward(p, training=True)
+    assert drop.mask.strides == p.strides
+    flat.forward(d)
+    back = flat.backward(np.ones((4, 3 * 4 * 3), np.float32))
+    assert back.strides == d.strides
+    dr = pool.backward(drop.backward(back))
+    assert dr.strides == r.strides
+    assert relu.backward(dr).strides == y.strides
