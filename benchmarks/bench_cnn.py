@@ -27,15 +27,20 @@ import portnn
 LR = 0.01
 
 
+def portnn_model() -> portnn.Sequential:
+    """The benchmark's CNN on the current backend, seeded."""
+    portnn.seed(0)
+    return portnn.Sequential([
+        portnn.Conv2D(1, 16, 3, padding=1), portnn.ReLU(), portnn.MaxPool2D(2),
+        portnn.Conv2D(16, 32, 3, padding=1), portnn.ReLU(), portnn.MaxPool2D(2),
+        portnn.Flatten(), portnn.Dense(32 * 7 * 7, 10),
+    ], loss=portnn.CrossEntropy(), optimizer=portnn.SGD(LR))
+
+
 def portnn_step(batch: int, backend: str = "numpy") -> Callable[[np.ndarray, np.ndarray], None]:
     """One portnn training step on ``backend``."""
-    portnn.seed(0)
     with portnn.use_backend(backend) as be:
-        model = portnn.Sequential([
-            portnn.Conv2D(1, 16, 3, padding=1), portnn.ReLU(), portnn.MaxPool2D(2),
-            portnn.Conv2D(16, 32, 3, padding=1), portnn.ReLU(), portnn.MaxPool2D(2),
-            portnn.Flatten(), portnn.Dense(32 * 7 * 7, 10),
-        ], loss=portnn.CrossEntropy(), optimizer=portnn.SGD(LR))
+        model = portnn_model()
 
     def step(x: np.ndarray, y: np.ndarray) -> None:
         model.train_step(x, y)

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-import portnn
 from portnn import distributed
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -39,12 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((samples, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, samples)
-    portnn.seed(0)
-    model = portnn.Sequential([
-        portnn.Conv2D(1, 16, 3, padding=1), portnn.ReLU(), portnn.MaxPool2D(2),
-        portnn.Conv2D(16, 32, 3, padding=1), portnn.ReLU(), portnn.MaxPool2D(2),
-        portnn.Flatten(), portnn.Dense(32 * 7 * 7, 10),
-    ], loss=portnn.CrossEntropy(), optimizer=portnn.SGD(bench_cnn.LR))
+    model = bench_cnn.portnn_model()
     model.fit(x[:4 * batch], y[:4 * batch], epochs=1, batch_size=batch, verbose=0, distributed=comm)
     ours = 0.0
     for _ in range(rounds):

@@ -111,28 +111,10 @@ def peak_memory(step: Callable[[], object]) -> int:
 
 
 def torch_mlp(x: np.ndarray, y: np.ndarray, batch: int) -> Epoch:
-    import torch
+    """The same network, loss and optimizer in PyTorch on the CPU (gpu_check's epoch)."""
+    from gpu_check import torch_epoch
 
-    torch.manual_seed(0)
-    nn = torch.nn
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                          nn.Linear(128, 10))
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-
-    def epoch() -> None:
-        order = torch.randperm(len(tx))
-        total = torch.zeros(())
-        for start in range(0, len(tx), batch):
-            idx = order[start:start + batch]
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(tx[idx]), ty[idx])
-            loss.backward()
-            opt.step()
-            total += loss.detach() * len(idx)
-        float(total)
-
-    return epoch
+    return torch_epoch("mlp", "cpu", x, y, batch)
 
 
 # --------------------------------------------------------------------------- XOR, batch 1
