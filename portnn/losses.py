@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import _checks
 from .backends import _fast as fast
 from .backends import array_namespace
 
@@ -80,9 +81,7 @@ class BinaryCrossEntropy(Loss):
     """
 
     def __init__(self, from_logits: bool = False) -> None:
-        if not isinstance(from_logits, bool):
-            raise TypeError(f"BinaryCrossEntropy: from_logits must be True or False, got {from_logits!r}")
-        self.from_logits = from_logits
+        self.from_logits = _checks.boolean("BinaryCrossEntropy", "from_logits", from_logits)
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = array_namespace(y_pred)

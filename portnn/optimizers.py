@@ -145,14 +145,14 @@ class SGD(Optimizer):
                    states: list[dict[str, Any]], lr: float) -> bool:
         grads = self._coupled_decay(each, params, grads)
         if self.momentum:
-            if "velocity" not in states[0]:
+            first = "velocity" not in states[0]
+            if first:
                 for g, state in zip(grads, states, strict=True):
                     state["velocity"] = array_namespace(g).asarray(g, copy=True)
-            else:
-                velocity = [state["velocity"] for state in states]
+            velocity = [state["velocity"] for state in states]
+            if not first:
                 each.mul_(velocity, self.momentum)
                 each.add_(velocity, grads)
-            velocity = [state["velocity"] for state in states]
             grads = each.add(grads, velocity, alpha=self.momentum) if self.nesterov else velocity
         each.add_(params, grads, alpha=-lr)
         return True

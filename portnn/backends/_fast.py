@@ -63,8 +63,7 @@ def _numpy_or_cupy(x: Any) -> Any:
     if kind not in _LIBS:
         _LIBS[kind] = None
         if compat.is_numpy_array(x):
-            import numpy
-            _LIBS[kind] = numpy
+            _LIBS[kind] = np
         elif compat.is_cupy_array(x):
             import cupy
             _LIBS[kind] = cupy
