@@ -17,10 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
+from bench_mlp import peak_memory  # the same tracemalloc measure of one step
 
 import portnn
 
@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             target = "   (target >= 1.0x: " + ("met)" if ours / value >= 1.0 else "MISSED)")
             print(f"  portnn / {name:17s} {ours / value:6.2f}x the throughput"
                   + (target if name == "torch-cpu" else ""))
-    peaks = {name: peak_memory(steps[name], data, args.batch_size)
+    xb, yb = data[0][:args.batch_size], data[1][:args.batch_size]
+    peaks = {name: peak_memory(lambda step=steps[name]: step(xb, yb))
              for name in (f"portnn-{args.backend}", "numpy-handwritten")} if args.backend == "numpy" else {}
     if peaks:
         ratio = peaks["portnn-numpy"] / peaks["numpy-handwritten"]
@@ -235,19 +236,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
               f"{peaks['numpy-handwritten'] / 2**20:.1f} MiB: {ratio:.2f}x   "
               f"(target <= 1.5x: {'met' if ratio <= 1.5 else 'MISSED'})")
     return results
-
-
-def peak_memory(step: Callable[[np.ndarray, np.ndarray], None], data: tuple[np.ndarray, np.ndarray],
-                batch: int) -> int:
-    """Bytes allocated at the peak of one training step beyond what was live before it."""
-    x, y = data[0][:batch], data[1][:batch]
-    step(x, y)
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    step(x, y)
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return peak
 
 
 if __name__ == "__main__":
