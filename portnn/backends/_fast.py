@@ -4,7 +4,7 @@ On a GPU every array operation is a kernel launch, so a training step's speed
 is its number of operations; on NumPy a per-sample step's speed is its Python
 overhead. Each function here takes the library's own shorter route (torch
 ``gather``/``index_select``/``unfold``/``fold``/``clamp`` and ``_foreach_*``;
-CuPy ``sliding_window_view``; NumPy/CuPy native ``clip``, integer-array
+CuPy strided window views; NumPy/CuPy native ``clip``, integer-array
 indexing, ``add.reduce``; NumPy row maxima over a transposed copy, as a short
 trailing axis is reduced one row at a time; a GEMM operand order OpenBLAS runs
 faster; NumPy copies into the memory layout the next passes want) and otherwise
@@ -24,7 +24,7 @@ from typing import Any
 import array_api_compat as compat
 import numpy as np
 
-from . import array_namespace
+from . import activate_for, array_namespace
 
 __all__ = ["clip", "col2im", "contiguous", "foreach", "iota", "launch_bound", "like", "mask", "matmul_nt",
            "mean", "portable", "row_argmax", "row_max", "sliding_windows", "sum", "take", "take_along_axis"]
@@ -183,7 +183,8 @@ def iota(n: int, like: Any) -> Any:
     found = _IOTA.get(key)
     if found is None:
         xp = array_namespace(like)
-        found = _IOTA[key] = xp.arange(n, dtype=xp.int64, device=device)
+        with activate_for(like):  # array-api-compat's CuPy arange ignores device=: the current one
+            found = _IOTA[key] = xp.arange(n, dtype=xp.int64, device=device)
     return found
 
 
@@ -210,8 +211,13 @@ def sliding_windows(x: Any, kernel: tuple[int, int], stride: tuple[int, int], fi
         return x.unfold(first, kh, sh).unfold(first + 1, kw, sw)
     lib = _numpy_or_cupy(x)
     if lib is not None and lib.__name__ == "cupy":
-        view = lib.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(first, first + 1))
-        return view[(slice(None),) * first + (slice(None, None, sh), slice(None, None, sw))]
+        # From strides, metadata only: CuPy's sliding_window_view copies the window shape to the
+        # GPU and tests it there with `if`, a host-to-device copy and a blocking read per call.
+        (h, w), strides = x.shape[first:first + 2], x.strides
+        shape = (*x.shape[:first], (h - kh) // sh + 1, (w - kw) // sw + 1, *x.shape[first + 2:], kh, kw)
+        steps = (*strides[:first], strides[first] * sh, strides[first + 1] * sw, *strides[first + 2:],
+                 strides[first], strides[first + 1])
+        return lib.lib.stride_tricks.as_strided(x, shape=shape, strides=steps)
     return None
 
 
