@@ -8,13 +8,13 @@ from typing import Any
 
 from . import _checks
 from .backends import _fast as fast
-from .backends import array_namespace
+from .backends import activate_for, array_namespace
 
 __all__ = ["BinaryCrossEntropy", "CrossEntropy", "Loss", "MSE", "get"]
 
 
 class Loss:
-    """Base class: subclasses implement ``forward`` and ``backward``.
+    """Base class: subclasses implement ``forward`` and ``gradient`` (what ``backward`` returns).
 
     ``loss(y_pred, y_true, weight=w)`` with one weight per sample (a 1-D
     device array) gives the weighted mean ``sum(w_i * l_i) / sum(w_i)`` of the
@@ -25,9 +25,13 @@ class Loss:
 
     _scale: Any = None  # w_i * N / sum(w) of the last weighted call
 
+    _y_pred: Any = None  # the last call's, whose device backward computes on
+
     def __call__(self, y_pred: Any, y_true: Any, weight: Any = None) -> Any:
-        self._scale = None if weight is None else _weight_scale(self, weight, y_pred)
-        return self.forward(y_pred, y_true)
+        self._y_pred = y_pred
+        with activate_for(y_pred):  # CuPy computes on its current device: make it y_pred's
+            self._scale = None if weight is None else _weight_scale(self, weight, y_pred)
+            return self.forward(y_pred, y_true)
 
     def _weigh(self, per_sample: Any) -> Any:
         """Per-sample (axis 0) losses or gradients times their sample's ``w_i * N / sum(w)``."""
@@ -40,6 +44,12 @@ class Loss:
         raise NotImplementedError
 
     def backward(self) -> Any:
+        """``d loss / d y_pred`` of the last call, computed on that call's device."""
+        with activate_for(self._y_pred):
+            return self.gradient()
+
+    def gradient(self) -> Any:
+        """What subclasses implement: the gradient of the last :meth:`forward`."""
         raise NotImplementedError
 
     def correct(self, y_pred: Any, y_true: Any) -> Any | None:
@@ -69,7 +79,7 @@ class MSE(Loss):
         # sum / size, not mean: numpy's mean costs a per-sample step several microseconds more.
         return fast.sum(self._weigh(squared)) / _size(self._diff)
 
-    def backward(self) -> Any:
+    def gradient(self) -> Any:
         return self._weigh((2.0 / _size(self._diff)) * self._diff)
 
 
@@ -98,7 +108,7 @@ class BinaryCrossEntropy(Loss):
             elementwise = -(t * log_p + (1.0 - t) * log_1p)
         return xp.mean(self._weigh(elementwise))
 
-    def backward(self) -> Any:
+    def gradient(self) -> Any:
         xp = array_namespace(self._p)
         p, t, n = self._p, self._t, _size(self._p)
         if self.from_logits:
@@ -139,7 +149,7 @@ class CrossEntropy(Loss):
             per_sample = -xp.sum(t * (shifted - xp.log(s)), axis=1)
         return fast.mean(self._weigh(per_sample))
 
-    def backward(self) -> Any:
+    def gradient(self) -> Any:
         n = self._e.shape[0]
         softmax = self._e / self._s
         if self._labels is None:

@@ -93,6 +93,7 @@ class Sequential:
             dy = layer.backward(dy)
         return dy
 
+    @on_device
     def train_step(self, x: Any, y: Any, weight: Any = None) -> tuple[Any, Any]:
         """One forward, backward and update on a batch already on the device.
 

@@ -81,7 +81,7 @@ def test_unknown_backend_lists_valid_names():
 
 def test_missing_package_gives_pip_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # import cupy -> ImportError, as when not installed
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
     with pytest.raises(BackendError, match=r"not installed.*pip install cupy-cuda12x"):
         portnn.get_backend("cupy")
 
@@ -96,7 +96,7 @@ def test_cupy_without_usable_cuda_reports_cuda_error(monkeypatch):
     fake = types.ModuleType("cupy")
     fake.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=no_device))
     monkeypatch.setitem(sys.modules, "cupy", fake)
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
     with pytest.raises(BackendError) as err:
         portnn.get_backend("cupy")
     message = str(err.value)

@@ -81,9 +81,9 @@ def current_device(monkeypatch):
     """The stand-in library installed as ``array_api_strict``."""
     library = CurrentDeviceLibrary()
     monkeypatch.setitem(LIBRARIES, "array_api_strict", library)
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
     yield library
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
     assert library.stack == []  # every context was left
 
 
@@ -141,6 +141,56 @@ def test_layer_call_and_gradcheck_enter_the_device(current_device):
     assert set(weighted.seen) == {"device1"} and len(weighted.seen) > 3
 
 
+class ProbeLoss(portnn.MSE):
+    """MSE that records the current device whenever it computes."""
+
+    def __init__(self, library: CurrentDeviceLibrary) -> None:
+        self.library, self.seen = library, []
+
+    def forward(self, y_pred, y_true):
+        self.seen.append(self.library.current())
+        return super().forward(y_pred, y_true)
+
+    def gradient(self):
+        self.seen.append(self.library.current())
+        return super().gradient()
+
+    def config(self):
+        return {}
+
+
+def test_train_step_and_a_loss_called_alone_enter_the_device(current_device):
+    model, probe = _model(current_device)
+    be = model.backend
+    x, y = be.asarray(np.ones((4, 3), np.float32)), be.asarray(np.arange(4) % 2)
+    model.train_step(x, y)  # outside any device context
+    assert probe.seen == ["device1", "device1"]
+    loss = ProbeLoss(current_device)
+    out = model.forward(x)
+    loss(out, be.asarray(np.zeros((4, 2), np.float32)))
+    loss.backward()
+    assert loss.seen == ["device1", "device1"] and current_device.stack == []
+
+
+def test_iota_is_made_on_its_arrays_device(current_device, monkeypatch):
+    """array-api-compat's CuPy ``arange`` ignores ``device=``: the array lands on the current device."""
+    import array_api_strict as xps
+
+    class CurrentArange:
+        int64 = xps.int64
+
+        def arange(self, n, dtype=None, device=None):
+            return xps.arange(n, dtype=dtype, device=xps.Device(current_device.current()))
+
+    from portnn.backends import _fast
+
+    monkeypatch.setattr(_fast, "_IOTA", {})
+    monkeypatch.setattr(_fast, "array_namespace", lambda x: CurrentArange())
+    like = portnn.get_backend("array_api_strict", "device1").asarray(np.zeros(3, np.int64))
+    assert _fast.iota(5, like=like).device == like.device  # called outside any device context
+    assert _fast.iota(5, like=like) is _fast.iota(5, like=like)
+
+
 def test_use_backend_makes_the_device_current(current_device):
     with portnn.use_backend("array_api_strict", "device1"):
         assert current_device.current() == "device1"
@@ -159,6 +209,12 @@ class FakeDevice:
     def __init__(self, device_id=0):
         self.id = device_id
         self._previous = []
+
+    # CuPy's Device compares by id and, being a Cython class with rich comparison only, has no hash.
+    def __eq__(self, other):
+        return isinstance(other, FakeDevice) and other.id == self.id
+
+    __hash__ = None
 
     def __enter__(self):
         self._previous.append(FakeDevice.current)
@@ -232,10 +288,10 @@ def fake_cupy(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", fake)
     FAKE_FAILURES.clear()
     FakeDevice.log, FakeDevice.current = [], 0
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
     yield fake
     FAKE_FAILURES.clear()
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
 
 
 def test_self_check_runs_each_cuda_component_on_the_selected_device(fake_cupy):
@@ -278,8 +334,42 @@ def test_torch_device_spellings_normalise(torch):
         with pytest.raises(BackendError, match=r"has no device 'cuda:0'; devices here: \['cpu', 'meta'\]"):
             portnn.get_backend("torch", "cuda")
     else:
-        assert lib.default_device() == torch.device(f"cuda:{torch.cuda.current_device()}")
         assert portnn.get_backend("torch", "cuda") == portnn.get_backend("torch", "cuda:0")
+
+
+def test_torch_defaults_to_the_cpu_where_cuda_is_available(torch, monkeypatch):
+    """PyTorch's own rule: tensors are made on the CPU unless a device is named."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert Torch().default_device() == torch.device("cpu")
+    portnn.backends.clear_cache()
+    try:
+        assert str(portnn.get_backend("torch")) == "torch-cpu"
+    finally:
+        portnn.backends.clear_cache()
+
+
+def test_cupy_backend_accepts_a_cupy_device_object(fake_cupy, monkeypatch):
+    """``cupy.cuda.Device`` is unhashable: the backend cache keys on the device's name."""
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(FakeDevice(1))
+    made = []
+    monkeypatch.setattr(CuPy, "load", lambda self: made.append("load") or "xp")
+    be = portnn.get_backend("cupy", FakeDevice(1))
+    assert str(be) == "cupy-cuda:1" and be.device == FakeDevice(1)
+    assert portnn.get_backend("cupy", "cuda:1") is be and made == ["load"]
+    assert [kind for kind, _ in FakeDevice.log][-1] == "synchronize"  # device 1 was self-checked
+
+
+def test_cache_clear_reruns_the_self_check(fake_cupy):
+    """No self-check result outlives ``clear_cache``: a CUDA failure after it is reported as such."""
+    with pytest.raises(BackendError, match="array namespace"):  # self-check passes; the stand-in
+        portnn.get_backend("cupy")                               # has no asarray
+    portnn.backends.clear_cache()
+    FAKE_FAILURES["elementwise"] = RuntimeError("CUDA_ERROR_LAUNCH_FAILED")
+    with pytest.raises(BackendError, match="elementwise kernel failed"):
+        portnn.get_backend("cupy")
 
 
 # --------------------------------------------------------------------------- CuPy's errors
@@ -296,7 +386,7 @@ def _cupy_error(monkeypatch, fake_cupy, step, exc, **machine):
     _machine(monkeypatch, **machine)
     FAKE_FAILURES.clear()
     FAKE_FAILURES[step] = exc
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
     with pytest.raises(BackendError) as err:
         portnn.get_backend("cupy")
     return str(err.value)
@@ -353,7 +443,7 @@ def test_broken_import_is_not_reported_as_not_installed(monkeypatch):
 
     _machine(monkeypatch, driver_cuda=(12, 2))
     monkeypatch.setattr(_cupy_check.importlib, "import_module", broken)
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
     with pytest.raises(BackendError) as err:
         portnn.get_backend("cupy")
     msg = str(err.value)
@@ -364,7 +454,7 @@ def test_broken_import_is_not_reported_as_not_installed(monkeypatch):
 def test_auto_warns_once_with_cupys_reason(monkeypatch):
     monkeypatch.setitem(sys.modules, "cupy", None)  # not installed
     monkeypatch.setattr(portnn.backends, "_warned_auto", False)
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert portnn.get_backend("auto").name == "numpy"
@@ -373,7 +463,7 @@ def test_auto_warns_once_with_cupys_reason(monkeypatch):
     assert len(caught) == 1 and caught[0].category is RuntimeWarning
     assert ("backend 'auto' falls back to NumPy because backend 'cupy' needs the package 'cupy', "
             "which is not installed") in str(caught[0].message)
-    portnn.backends._make.cache_clear()
+    portnn.backends.clear_cache()
 
 
 # --------------------------------------------------------------------------- the driver probe

@@ -194,8 +194,12 @@ _scoped: contextvars.ContextVar[tuple[str, str | None] | None] = contextvars.Con
 _warned_auto = False
 
 
-@functools.cache
 def _make(name: str, device: Any) -> Backend:
+    """The backend ``name`` on ``device`` (any spelling), made once per device name.
+
+    The cache is keyed on the normalised device name, not on ``device`` itself: a
+    ``cupy.cuda.Device`` is unhashable, and ``"cuda"`` and ``"cuda:0"`` are one device.
+    """
     global _warned_auto
     if name == "auto":
         try:
@@ -208,11 +212,21 @@ def _make(name: str, device: Any) -> Backend:
             return _make("numpy", None)
     if name not in LIBRARIES:
         raise BackendError(f"unknown backend {name!r}; valid names: {', '.join(NAMES)}")
+    return _built(name, None if device is None else LIBRARIES[name].normalize(device))
+
+
+@functools.cache
+def _built(name: str, device: str | None) -> Backend:
     library = LIBRARIES[name]
     xp = library.load()
     dev = library.device(device)
     library.check(dev)
     return Backend(name=name, device=dev, xp=xp, library=library)
+
+
+def clear_cache() -> None:
+    """Forget every backend made so far: the next use imports and self-checks its library again."""
+    _built.cache_clear()
 
 
 def resolve(backend: str | Backend | None = None, device: str | None = None) -> tuple[Backend, str]:
@@ -375,7 +389,12 @@ def on_device(method: Callable[..., Any]) -> Callable[..., Any]:
 
 def activate_for(x: Any) -> contextlib.AbstractContextManager[Any]:
     """The device context of the array ``x`` (a no-op for anything that is not a backend array)."""
+    if type(x) is np.ndarray:
+        return _NO_CONTEXT  # NumPy has no current device: skip the look-up, once per step in a loss
     try:
         return backend_of(x).activate()
     except (BackendError, TypeError):
-        return contextlib.nullcontext()
+        return _NO_CONTEXT
+
+
+_NO_CONTEXT = contextlib.nullcontext()  # reusable and reentrant

@@ -122,14 +122,13 @@ class CuPy(Library):
     name, module = "cupy", "cupy"
     pip = "cupy-cuda12x  (`python -m portnn info` names the wheel for this GPU and driver)"
 
-    def __init__(self) -> None:
-        self._checked: set[int] = set()
+    # No state of its own: backends.clear_cache() must make the next use check CUDA again.
 
     def load(self) -> Any:
-        from ._cupy_check import diagnose, import_cupy
+        from ._cupy_check import diagnose, import_cupy, self_check
 
         import_cupy(self.pip)
-        self.check(0)  # the default device; `device(...)` checks any other once
+        self_check(0)  # the default device, before anything else touches CUDA
         try:
             return super().load()
         except Exception as exc:
@@ -139,10 +138,8 @@ class CuPy(Library):
         """An elementwise kernel, a cuBLAS matmul, a cuRAND draw and a synchronize on ``device``."""
         from ._cupy_check import self_check
 
-        index = device if isinstance(device, int) else device.id
-        if index not in self._checked:
-            self_check(index)
-            self._checked.add(index)
+        if device.id != 0:  # load() has just checked device 0
+            self_check(device.id)
 
     def default_device(self) -> Any:
         import cupy
@@ -203,8 +200,9 @@ class Torch(Library):
     def default_device(self) -> Any:
         import torch
 
-        # torch's own default, "cuda", is the *current* CUDA device; arrays report it with its index.
-        return torch.device(f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu")
+        # PyTorch's own default: tensors are made on the CPU unless a device is named, also where
+        # CUDA is available. `PORTNN_DEVICE=cuda` (or device="cuda") picks the GPU.
+        return torch.device("cpu")
 
     def devices(self) -> list[str]:
         import torch
