@@ -381,3 +381,66 @@ def test_reduce_logs_one_allreduce_and_none_only_where_absent_everywhere(backend
     sums = {"loss": backend.asarray(np.array(1.5)), "hits": 3.0, "none": None}
     assert distributed.reduce_logs(sums, comm) == {"loss": 3.0, "hits": 6.0, "none": None}
     assert comm.calls == 1
+
+
+# --------------------------------------------------------------------------- GPUs per rank
+
+
+@pytest.fixture
+def fake_torch_cuda(torch, monkeypatch):
+    """torch on a one-GPU machine, with a process group that records how it was made."""
+    import torch.distributed as dist
+
+    made = {}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    def set_device(index):
+        if int(getattr(index, "index", index)) >= 1:
+            raise RuntimeError("CUDA error: invalid device ordinal")
+        made["set_device"] = index
+
+    monkeypatch.setattr(torch.cuda, "set_device", set_device)
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "is_nccl_available", lambda: True)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend=None, **kw: made.update(backend=backend))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    return made
+
+
+def test_torch_communicator_of_a_cpu_model_never_touches_cuda(fake_torch_cuda, torch):
+    """Rank 1 of two CPU ranks on a one-GPU machine: gloo, and no cuda.set_device(1)."""
+    from portnn.backends import _communicators
+
+    comm = _communicators.TorchCommunicator()
+    assert fake_torch_cuda == {"backend": "gloo"}
+    assert (comm.rank, comm.size, comm.local_rank) == (1, 2, 1)
+    assert comm._group(torch.zeros(2)) is None  # CPU tensors: the default (gloo) group
+
+
+def test_two_ranks_on_one_gpu_is_a_clear_error():
+    from portnn.backends._communicators import gpu_clash
+
+    assert gpu_clash([("a", 0), ("a", 1), ("b", 0)]) is None
+    assert gpu_clash([("a", 0), ("b", 0), ("a", 0)]) == "ranks 0 and 2 both compute on cuda:0 of a"
+
+
+def test_mpi_on_cupy_without_nccl_says_what_to_install(monkeypatch):
+    """CuPy without libnccl: ``cupy.cuda.nccl.available`` is False and its functions are missing."""
+    import types
+
+    from portnn.backends import _communicators
+
+    nccl = types.ModuleType("cupy.cuda.nccl")
+    nccl.available = False
+    cuda = types.ModuleType("cupy.cuda")
+    cuda.nccl = nccl
+    cupy = types.ModuleType("cupy")
+    cupy.cuda = cuda
+    for name, module in (("cupy", cupy), ("cupy.cuda", cuda), ("cupy.cuda.nccl", nccl)):
+        monkeypatch.setitem(sys.modules, name, module)
+    with pytest.raises(portnn.BackendError, match=r"needs NCCL, which this CuPy cannot load: "
+                                                  r"pip install nvidia-nccl-cu12"):
+        _communicators._CupyNccl(Communicator(), first=None)

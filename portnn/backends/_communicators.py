@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import atexit
 import os
+import socket
 from typing import Any
 
 import array_api_compat
 import numpy as np
 
 from . import backend_of
+from ._errors import BackendError
 
 __all__ = ["Communicator", "MPICommunicator", "TorchCommunicator"]
 
@@ -147,6 +149,11 @@ class _CupyNccl:
         import cupy
         from cupy.cuda import nccl
 
+        if not getattr(nccl, "available", False):  # CuPy without libnccl has no NCCL functions
+            raise BackendError(
+                "MPI data parallelism on CuPy arrays needs NCCL, which this CuPy cannot load: "
+                "pip install nvidia-nccl-cu12 (nvidia-nccl-cu13 for cupy-cuda13x), or train the "
+                "ranks on the CPU (PORTNN_BACKEND=numpy) or with torch (PORTNN_BACKEND=torch)")
         self._cupy, self._nccl, self.size = cupy, nccl, mpi.size
         uid = mpi.broadcast_object(nccl.get_unique_id() if mpi.rank == 0 else None)
         with first.device:  # the communicator is bound to the current device
@@ -191,8 +198,10 @@ class TorchCommunicator(Communicator):
     """``torch.distributed`` (``torchrun --nproc-per-node=4 train.py``): gloo on CPU, NCCL on CUDA.
 
     Torch tensors travel as they are; NumPy arrays as CPU tensors sharing
-    their memory; others through a host copy. Initialises the default process
-    group from torchrun's environment unless one exists.
+    their memory; others through a host copy. Unless a process group exists,
+    it initialises a gloo one from torchrun's environment, and CUDA tensors
+    get an NCCL group on their first collective, bound to their GPU (one GPU
+    per rank, else a clear error): a CPU model never touches CUDA.
     """
 
     kind = "torch"
@@ -202,15 +211,41 @@ class TorchCommunicator(Communicator):
         import torch.distributed as dist
 
         self._torch, self._dist = torch, dist
+        # CUDA tensors: None while the default group takes them (one the caller set up), else
+        # an NCCL group made on the first one (_cuda_group).
+        self._cuda: Any = None
         if not dist.is_initialized():
-            cuda = torch.cuda.is_available() and dist.is_nccl_available()
-            if cuda:
-                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-            dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo")
+            # gloo, whatever the machine has: a CPU model needs no GPU, and one GPU must not stop
+            # two CPU ranks (binding rank 1 to cuda:1 there fails with "invalid device ordinal").
+            dist.init_process_group(backend="gloo")
+            self._cuda = False
             # A group left to the interpreter's exit can abort in gloo's thread teardown.
             atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
         self.rank, self.size = dist.get_rank(), dist.get_world_size()
         self.local_rank = int(os.environ.get("LOCAL_RANK", self.rank))
+
+    def _group(self, t: Any) -> Any:
+        """The process group for tensor ``t``: ``None`` (the default one) unless it is a CUDA tensor."""
+        if t.device.type != "cuda" or self._cuda is None:
+            return None
+        if self._cuda is False:
+            self._cuda = self._cuda_group(t.device)
+        return self._cuda
+
+    def _cuda_group(self, device: Any) -> Any:
+        """An NCCL group over this rank's GPU, made once every rank holds a CUDA tensor."""
+        places: list[Any] = [None] * self.size
+        self._dist.all_gather_object(places, (socket.gethostname(), device.index))
+        clash = gpu_clash(places)
+        if clash is not None:  # every rank sees the same places: all raise, none waits
+            raise RuntimeError(f"{clash}: NCCL needs one GPU per rank; start at most "
+                               f"{self._torch.cuda.device_count()} ranks on that machine, or train "
+                               f"these ranks on the CPU (PORTNN_DEVICE=cpu)")
+        if not self._dist.is_nccl_available():
+            raise RuntimeError("torch.distributed: this torch build has no NCCL for CUDA tensors; "
+                               "train on the CPU (PORTNN_DEVICE=cpu) or install a CUDA build of torch")
+        self._torch.cuda.set_device(device)
+        return self._dist.new_group(backend="nccl")
 
     def _apply(self, x: Any, collective: Any) -> Any:
         torch = self._torch
@@ -223,7 +258,7 @@ class TorchCommunicator(Communicator):
     def allreduce(self, x: Any) -> Any:
         def reduce(t: Any) -> Any:
             t = t.clone()
-            self._dist.all_reduce(t)
+            self._dist.all_reduce(t, group=self._group(t))
             return t
 
         return self._apply(x, reduce)
@@ -231,7 +266,7 @@ class TorchCommunicator(Communicator):
     def broadcast(self, x: Any, root: int = 0) -> Any:
         def bcast(t: Any) -> Any:
             t = t.clone()
-            self._dist.broadcast(t, src=root)
+            self._dist.broadcast(t, src=root, group=self._group(t))
             return t
 
         return self._apply(x, bcast)
@@ -239,7 +274,7 @@ class TorchCommunicator(Communicator):
     def allgather(self, x: Any) -> Any:
         def gather(t: Any) -> Any:
             parts = [self._torch.empty_like(t) for _ in range(self.size)]
-            self._dist.all_gather(parts, t)
+            self._dist.all_gather(parts, t, group=self._group(t))
             return self._torch.cat(parts, dim=0)
 
         return self._apply(x, gather)
@@ -251,3 +286,13 @@ class TorchCommunicator(Communicator):
 
     def barrier(self) -> None:
         self._dist.barrier()
+
+
+def gpu_clash(places: list[tuple[str, int]]) -> str | None:
+    """The first two ranks computing on one GPU of one machine, from each rank's ``(host, index)``."""
+    seen: dict[tuple[str, int], int] = {}
+    for rank, place in enumerate(places):
+        if place in seen:
+            return f"ranks {seen[place]} and {rank} both compute on cuda:{place[1]} of {place[0]}"
+        seen[place] = rank
+    return None
