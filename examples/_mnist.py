@@ -12,16 +12,24 @@ import numpy as np
 
 import portnn
 
-# The shared copy beside the project (no internet on the CI machines).
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "mnist"
+
+def default_folder() -> str:
+    """The folder ``load_mnist`` reads when ``--data`` is not given, and why."""
+    folders = portnn.data.mnist_folders()
+    if os.environ.get("PORTNN_DATA_DIR"):
+        return f"{folders[0]} ($PORTNN_DATA_DIR)"
+    if len(folders) == 2:
+        return f"{folders[0]} (the copy shipped with portnn)"
+    return f"{folders[0]} (the cache; downloaded there when absent)"
 
 
 def parser(doc: str, epochs: int, batch_size: int, lr: float) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc)
     p.add_argument("--data", default=None,
-                   help="folder with the four MNIST IDX files (default: $PORTNN_DATA_DIR, then "
-                        f"{SHARED} if present, then ~/.cache/portnn/mnist, downloading there)")
+                   help=f"folder with the four MNIST IDX files; default here: {default_folder()}. Looked for "
+                        "in order: --data, $PORTNN_DATA_DIR, the repository's data/mnist, "
+                        "~/.cache/portnn/mnist (downloading there)")
     p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--batch-size", type=int, default=batch_size)
     p.add_argument("--lr", type=float, default=lr)
@@ -37,11 +45,10 @@ def parser(doc: str, epochs: int, batch_size: int, lr: float) -> argparse.Argume
 
 def load(args: argparse.Namespace, flatten: bool) -> tuple[np.ndarray, ...]:
     """``x_train, y_train, x_test, y_test``: float32 in [0, 1], int64 labels, cut to the limits."""
-    folder = args.data or os.environ.get("PORTNN_DATA_DIR") or (SHARED if SHARED.is_dir() else None)
     try:
-        (x, y), (x_test, y_test) = portnn.data.load_mnist(folder, normalize=True, flatten=flatten)
+        (x, y), (x_test, y_test) = portnn.data.load_mnist(args.data, normalize=True, flatten=flatten)
     except FileNotFoundError:  # the loader's long message speaks to library users: one line here
-        where = folder or Path.home() / ".cache" / "portnn" / "mnist"
+        where = " or ".join(str(f) for f in portnn.data.mnist_folders(args.data))
         sys.exit(f"{Path(sys.argv[0]).name}: no MNIST in {where} and no download (offline?); put "
                  f"{', '.join(portnn.data.MNIST_FILES)} (or .gz) in a folder and pass --data FOLDER "
                  "or set PORTNN_DATA_DIR=FOLDER")
@@ -49,7 +56,8 @@ def load(args: argparse.Namespace, flatten: bool) -> tuple[np.ndarray, ...]:
         x, x_test = x[:, None], x_test[:, None]
     x, y = x[:args.limit], y[:args.limit].astype(np.int64)
     x_test, y_test = x_test[:args.test_limit], y_test[:args.test_limit].astype(np.int64)
-    print(f"backend: {portnn.get_backend()}; MNIST from {folder or 'the cache'}: "
+    used = sorted({str(f.parent) for f in portnn.data.locate_mnist(args.data).values() if f})
+    print(f"backend: {portnn.get_backend()}; MNIST from {', '.join(used)}: "
           f"{len(x)} training and {len(x_test)} test images")
     return x, y, x_test, y_test
 

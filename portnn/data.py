@@ -18,8 +18,8 @@ import numpy as np
 
 from .backends import init_rng
 
-__all__ = ["DataError", "MNIST_FILES", "batches", "load_mnist", "make_moons", "one_hot",
-           "read_idx", "train_test_split", "write_idx"]
+__all__ = ["DataError", "MNIST_FILES", "SHIPPED_MNIST", "batches", "load_mnist", "locate_mnist",
+           "make_moons", "mnist_folders", "one_hot", "read_idx", "train_test_split", "write_idx"]
 
 
 class DataError(ValueError):
@@ -38,6 +38,9 @@ MNIST_MIRRORS = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
 DOWNLOAD_TIMEOUT_S = 5.0
+# The copy shipped in the repository (data/mnist beside the package): used in a checkout or an
+# editable install; an installed wheel has no such folder and goes on to the cache.
+SHIPPED_MNIST = Path(__file__).resolve().parent.parent / "data" / "mnist"
 
 # IDX type byte -> big-endian dtype (http://yann.lecun.com/exdb/mnist/, "THE IDX FILE FORMAT").
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -114,8 +117,9 @@ def load_mnist(path: str | os.PathLike[str] | None = None, download: bool = True
     Images are uint8 ``(N, 28, 28)`` in 0..255 (float32 in [0, 1] with
     ``normalize=True``; ``(N, 784)`` with ``flatten=True``); labels are uint8
     ``(N,)``. The four standard IDX files, each plain or gzipped, are read from
-    ``path``, else ``$PORTNN_DATA_DIR``, else ``cache_dir`` (default
-    ``~/.cache/portnn/mnist``). Files missing there are downloaded into
+    ``path``, else ``$PORTNN_DATA_DIR``, else the repository's ``data/mnist``
+    (:data:`SHIPPED_MNIST`, when it holds them), then from ``cache_dir``
+    (default ``~/.cache/portnn/mnist``). Files missing there are downloaded into
     ``cache_dir`` when ``download`` is true and checked against their sha256;
     if that fails, :class:`FileNotFoundError` says which files to put where.
     ``verify=True`` checksums local files too (off by default, so that
@@ -124,10 +128,8 @@ def load_mnist(path: str | os.PathLike[str] | None = None, download: bool = True
     Example:
         >>> (x, y), (x_test, y_test) = portnn.data.load_mnist("data/mnist", normalize=True)
     """
-    cache = Path(cache_dir or Path.home() / ".cache" / "portnn" / "mnist").expanduser()
-    first = path or os.environ.get("PORTNN_DATA_DIR")
-    folders = [Path(first).expanduser()] if first else []
-    folders.append(cache)
+    folders = mnist_folders(path, cache_dir)
+    cache = folders[-1]
     found = {name: _find(name, folders) for name in MNIST_FILES}
     missing = [name for name, file in found.items() if file is None]
     if missing and download:
@@ -160,6 +162,35 @@ def load_mnist(path: str | os.PathLike[str] | None = None, download: bool = True
     if flatten:
         x_train, x_test = x_train.reshape(x_train.shape[0], -1), x_test.reshape(x_test.shape[0], -1)
     return (x_train, y_train), (x_test, y_test)
+
+
+def mnist_folders(path: str | os.PathLike[str] | None = None,
+                  cache_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The folders :func:`load_mnist` searches, in order; the last is the cache it downloads into.
+
+    ``path``, else ``$PORTNN_DATA_DIR``, else :data:`SHIPPED_MNIST` when it holds
+    all four files; then ``cache_dir`` (default ``~/.cache/portnn/mnist``). A
+    folder that was named explicitly replaces the shipped copy, so a wrong
+    ``path`` is reported rather than quietly swapped for MNIST.
+    """
+    cache = Path(cache_dir or Path.home() / ".cache" / "portnn" / "mnist").expanduser()
+    first = path or os.environ.get("PORTNN_DATA_DIR")
+    if first:
+        return [Path(first).expanduser(), cache]
+    if all(_find(name, [SHIPPED_MNIST]) for name in MNIST_FILES):
+        return [SHIPPED_MNIST, cache]
+    return [cache]
+
+
+def locate_mnist(path: str | os.PathLike[str] | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Path | None]:
+    """Each MNIST file's name -> the file :func:`load_mnist` would read (``None``: missing); no download.
+
+    Example:
+        >>> {str(p.parent) for p in portnn.data.locate_mnist().values() if p}  # the folder(s) used
+    """
+    folders = mnist_folders(path, cache_dir)
+    return {name: _find(name, folders) for name in MNIST_FILES}
 
 
 def _find(name: str, folders: list[Path]) -> Path | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,6 +22,12 @@ def _offline(monkeypatch):
         raise OSError(f"network disabled in tests ({url})")
     monkeypatch.setattr(data, "_fetch", refuse)
     monkeypatch.delenv("PORTNN_DATA_DIR", raising=False)
+
+
+@pytest.fixture
+def no_shipped(tmp_path, monkeypatch):
+    """As in an installed wheel: no data/mnist beside the package, so the cache and downloads are used."""
+    monkeypatch.setattr(data, "SHIPPED_MNIST", tmp_path / "no-shipped-copy")
 
 
 def write_mnist(folder, n_train=12, n_test=5, gz=True, rows=28):
@@ -146,7 +153,7 @@ def test_load_mnist_no_download(tmp_path, monkeypatch):
     assert all(name in str(info.value) for name in NAMES)
 
 
-def test_download_checks_sha256_and_caches(tmp_path, monkeypatch):
+def test_download_checks_sha256_and_caches(tmp_path, monkeypatch, no_shipped):
     arrays = write_mnist(tmp_path / "src")
     served = {name: (tmp_path / "src" / f"{name}.gz").read_bytes() for name in NAMES}
     # Pretend the small files are the standard ones so their checksums pass.
@@ -169,7 +176,7 @@ def test_download_checks_sha256_and_caches(tmp_path, monkeypatch):
     assert len(urls) == 4
 
 
-def test_download_checksum_mismatch(tmp_path, monkeypatch):
+def test_download_checksum_mismatch(tmp_path, monkeypatch, no_shipped):
     write_mnist(tmp_path / "src")
     served = {name: (tmp_path / "src" / f"{name}.gz").read_bytes() for name in NAMES}
     monkeypatch.setattr(data, "_fetch", lambda url, timeout: served[url.rsplit("/", 1)[1][:-3]])
@@ -191,6 +198,36 @@ def test_load_mnist_mismatched_counts(tmp_path):
     data.write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(3, np.uint8))
     with pytest.raises(data.DataError, match="do not match"):
         data.load_mnist(tmp_path)
+
+
+# --------------------------------------------------------------------------- the shipped copy
+
+
+def test_shipped_mnist_is_the_standard_files():
+    """data/mnist, committed with the project, decompresses to the standard files (a bad copy fails here)."""
+    assert data.SHIPPED_MNIST == Path(portnn.__file__).resolve().parent.parent / "data" / "mnist"
+    for name, digest in data.MNIST_FILES.items():
+        raw = gzip.decompress((data.SHIPPED_MNIST / f"{name}.gz").read_bytes())
+        assert hashlib.sha256(raw).hexdigest() == digest, name
+
+
+def test_load_mnist_finds_the_shipped_copy_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))  # an empty home: no cache
+    monkeypatch.setattr(data, "_fetch", lambda url, timeout: pytest.fail("must not download"))
+    assert data.mnist_folders() == [data.SHIPPED_MNIST, tmp_path / ".cache" / "portnn" / "mnist"]
+    (x, y), (xt, yt) = data.load_mnist(download=False)
+    assert x.shape == (60000, 28, 28) and x.dtype == np.uint8 and xt.shape == (10000, 28, 28)
+    assert y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert yt[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    assert {p.parent for p in data.locate_mnist().values()} == {data.SHIPPED_MNIST}
+    assert not (tmp_path / ".cache").exists()
+
+
+def test_an_explicit_folder_replaces_the_shipped_copy(tmp_path):
+    """A wrong --data or $PORTNN_DATA_DIR is reported, not quietly swapped for the shipped MNIST."""
+    with pytest.raises(FileNotFoundError, match="download=False"):
+        data.load_mnist(tmp_path / "empty", download=False, cache_dir=tmp_path / "cache")
+    assert data.SHIPPED_MNIST not in data.mnist_folders(tmp_path, cache_dir=tmp_path / "cache")
 
 
 # --------------------------------------------------------------------------- toy data, one_hot, batching

@@ -14,7 +14,8 @@ import pytest
 import portnn
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SHARED_MNIST = EXAMPLES.parent.parent / "shared" / "data" / "mnist"
+MNIST_DIR = portnn.data.SHIPPED_MNIST  # data/mnist, committed with the project
+SHARED_MNIST = MNIST_DIR  # the older name, still imported by tests/test_distributed.py
 EPOCH_LINE = re.compile(r"^epoch 1/\d+ error=\d+\.\d{6}", re.MULTILINE)
 # Tiny problems: one BLAS/OpenMP thread each avoids oversubscribing a small, busy machine.
 THREADS = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
@@ -93,10 +94,10 @@ def synthetic_mnist(folder: Path, n_train: int = 600, n_test: int = 200) -> Path
 
 @pytest.fixture(scope="module")
 def mnist_dir(tmp_path_factory) -> tuple[Path, bool]:
-    """The real MNIST beside the project if present, else small synthetic IDX files."""
-    if all((SHARED_MNIST / f"{name}.gz").is_file() or (SHARED_MNIST / name).is_file()
+    """The real MNIST shipped in data/mnist if present, else small synthetic IDX files."""
+    if all((MNIST_DIR / f"{name}.gz").is_file() or (MNIST_DIR / name).is_file()
            for name in portnn.data.MNIST_FILES):
-        return SHARED_MNIST, True
+        return MNIST_DIR, True
     return synthetic_mnist(tmp_path_factory.mktemp("mnist")), False
 
 

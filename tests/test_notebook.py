@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_examples import SHARED_MNIST, THREADS, synthetic_mnist
+from test_examples import MNIST_DIR, THREADS, synthetic_mnist
 
 import portnn
 
@@ -60,9 +60,9 @@ def test_notebook_is_a_valid_colab_notebook():
 
 
 def test_notebook_runs_on_the_cpu(tmp_path):
-    real = all((SHARED_MNIST / f"{n}.gz").is_file() or (SHARED_MNIST / n).is_file()
+    real = all((MNIST_DIR / f"{n}.gz").is_file() or (MNIST_DIR / n).is_file()
                for n in portnn.data.MNIST_FILES)
-    data = SHARED_MNIST if real else synthetic_mnist(tmp_path / "mnist", n_train=700, n_test=400)
+    data = MNIST_DIR if real else synthetic_mnist(tmp_path / "mnist", n_train=700, n_test=400)
     script = tmp_path / "colab.py"
     script.write_text(notebook_script(NOTEBOOK, TINY))
     env = {**os.environ, **THREADS, "PORTNN_DATA_DIR": str(data), "MPLBACKEND": "Agg",
