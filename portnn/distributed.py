@@ -26,8 +26,8 @@ from ._dask import predict_dask
 from .backends import array_namespace
 from .backends._communicators import Communicator, MPICommunicator, TorchCommunicator
 
-__all__ = ["Communicator", "DataParallel", "MPICommunicator", "TorchCommunicator", "init", "launcher",
-           "predict_dask", "prepare", "reduce_gradients", "reduce_logs", "shard"]
+__all__ = ["LOCAL", "Communicator", "DataParallel", "Local", "MPICommunicator", "TorchCommunicator", "init",
+           "launcher", "predict_dask", "prepare", "reduce_gradients", "reduce_logs", "shard"]
 
 # Set by mpiexec/srun through PMI/PMIx (MPICH, Intel MPI, MVAPICH, Slurm) or by Open MPI.
 _MPI_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
@@ -145,10 +145,8 @@ def shard(start: int, stop: int, comm: Communicator,
 
 def _entries(model: Any) -> list[tuple[str, dict[str, Any], str]]:
     """Every array a rank must share: ``(name, owning dict, key)`` for params, buffers, optimizer state."""
-    found = []
-    for i, layer in enumerate(model.layers):
-        for kind, store in (("param", layer.params), ("buffer", layer.buffers)):
-            found += [(f"{kind}/{i}/{key}", store, key) for key in store]
+    found = [(f"param/{path}", layer.params, key) for path, layer, key in model.named_parameters()]
+    found += [(f"buffer/{path}", layer.buffers, key) for path, layer, key in model.named_buffers()]
     if model.optimizer is not None:
         for owner, state in sorted(model.optimizer.state.items()):
             found += [(f"opt/{owner}/{key}", state, key) for key in sorted(state)]
@@ -250,7 +248,42 @@ def reduce_logs(sums: dict[str, Any], comm: Communicator) -> dict[str, float | N
     return {k: float(total[i]) if total[len(keys) + i] else None for i, k in enumerate(keys)}
 
 
-class DataParallel:
+class Local:
+    """The plan of a fit on one process: every step of data parallelism is a no-op.
+
+    The loop calls the same methods on it as on :class:`DataParallel`, so it has no
+    branches for distribution. ``model.strategy`` is this outside a distributed fit.
+    """
+
+    comm = Communicator()
+
+    def shared(self, order: np.ndarray | None) -> np.ndarray | None:
+        return order
+
+    def shard(self, start: int, stop: int, order: np.ndarray | None = None,
+              weights: np.ndarray | None = None) -> tuple[int, int]:
+        return start, stop
+
+    def scale(self, dy: Any) -> Any:
+        return dy
+
+    def reduce(self, model: Any) -> None:
+        pass
+
+    def end_epoch(self, sums: dict[str, Any]) -> dict[str, Any]:
+        return sums
+
+    def evaluate(self, x: Any, y: Any, local: Any) -> dict[str, float]:
+        return local(x, y)
+
+    def close(self) -> None:
+        pass
+
+
+LOCAL = Local()
+
+
+class DataParallel(Local):
     """One ``fit``'s data parallelism: which samples this rank trains on and how gradients meet.
 
     Built by ``fit(..., distributed=...)``; the loop calls :meth:`shared`,
@@ -265,30 +298,32 @@ class DataParallel:
             raise ValueError(f"fit(distributed=...): every rank must pass the same whole (x, y) and take "
                              f"its slices; the ranks hold {counts} samples")
         prepare(model, comm)
-        self._sync = [layer for layer in model.layers if getattr(layer, "sync", False)]
+        self._sync = [layer for _, layer in model.layers_by_path() if getattr(layer, "sync", False)]
         for layer in self._sync:
             layer.allreduce = comm.allreduce
-        model._comm = comm  # checkpoints written during fit: rank 0 writes, all wait
 
     @classmethod
-    def attach(cls, model: Any, distributed: bool | Communicator | None, n: int) -> DataParallel | None:
-        """The plan for a fit on ``n`` samples, or ``None`` when it runs on one process (unchanged)."""
+    def attach(cls, model: Any, distributed: bool | Communicator | None, n: int) -> Local:
+        """The plan for a fit on ``n`` samples: :data:`LOCAL` when it runs on one process."""
         comm = resolve(distributed)
         if comm is None or comm.size == 1:
             backends.set_stream(0)
-            return None
+            return LOCAL
         return cls(model, comm, n)
 
-    def shared(self, order: np.ndarray) -> np.ndarray:
+    def shared(self, order: np.ndarray | None) -> np.ndarray | None:
         """Rank 0's epoch permutation, for every rank (each drew one, so their generators stay alike)."""
-        return self.comm.broadcast(order)
+        return None if order is None else self.comm.broadcast(order)
 
-    def shard(self, start: int, stop: int, weights: np.ndarray | None = None) -> tuple[int, int]:
+    def shard(self, start: int, stop: int, order: np.ndarray | None = None,
+              weights: np.ndarray | None = None) -> tuple[int, int]:
         """This rank's ``[lo, hi)`` of the global batch; its weight is kept for :meth:`scale`."""
         if self._sync and stop - start < self.comm.size:
             raise ValueError(f"BatchNorm(sync=True) needs a sample on every rank, but the batch "
                              f"[{start}, {stop}) has {stop - start} for {self.comm.size} ranks; choose a "
                              f"batch_size that leaves a last batch of >= {self.comm.size} samples")
+        if weights is not None:
+            weights = weights[slice(start, stop) if order is None else order[start:stop]]
         lo, hi, self.weight = shard(start, stop, self.comm, weights)
         return lo, hi
 
@@ -296,20 +331,19 @@ class DataParallel:
         """The loss gradient weighted by this rank's share: the gradient of the global mean loss."""
         return dy * self.weight
 
-    def reduce(self, layers: Any) -> None:
-        reduce_gradients(layers, self.comm)
+    def reduce(self, model: Any) -> None:
+        reduce_gradients([layer for _, layer in model.layers_by_path()], self.comm)
 
     def empty_step(self) -> None:
-        """A rank without samples in this (short) batch still joins the sum and steps."""
-        for layer in self.model.layers:
-            for key, w in layer.params.items():
-                layer.grads[key] = array_namespace(w).zeros_like(w)
-        self.reduce(self.model.layers)
-        self.model.optimizer.step(self.model.layers)
+        """A rank without samples in this (short) batch still joins the sum (then steps, as all do)."""
+        for _, layer, key in self.model.named_parameters():
+            w = layer.params[key]
+            layer.grads[key] = array_namespace(w).zeros_like(w)
+        self.reduce(self.model)
 
     def end_epoch(self, sums: dict[str, Any]) -> dict[str, float | None]:
         """Every rank the same logs (:func:`reduce_logs`) and buffers (BatchNorm running stats averaged)."""
-        items = [(layer.buffers, key) for layer in self.model.layers for key in layer.buffers]
+        items = [(layer.buffers, key) for _, layer, key in self.model.named_buffers()]
         for group in _groups(items):
             for store, key, value in _pieces(self.comm.allreduce(_pack(group)), group):
                 store[key] = value / self.comm.size
@@ -322,7 +356,6 @@ class DataParallel:
     def close(self) -> None:
         for layer in self._sync:
             layer.allreduce = None
-        self.model._comm = None
 
 
 # --------------------------------------------------------------------------- inference

@@ -19,7 +19,6 @@ from typing import Any
 from . import _checks, clipping
 from .backends import _fast as fast
 from .backends import array_namespace
-from .layers import Layer
 
 Schedule = Callable[[int], float]
 
@@ -63,34 +62,56 @@ class Optimizer:
         """The learning rate for the current epoch."""
         return float(self.lr(self.epoch)) if callable(self.lr) else float(self.lr)
 
-    def step(self, layers: Iterable[Layer]) -> None:
-        """Apply one update to every parameter of ``layers`` from its stored gradient."""
+    def step(self, layers: Iterable[Any]) -> None:
+        """One update of every parameter from its stored gradient.
+
+        ``layers``: anything with ``params`` and ``grads`` dicts (state keyed
+        ``"<position>.<key>"``, as in a :class:`~portnn.Sequential`), or the
+        ``(path, owner, key)`` triples of ``model.named_parameters()``, which is
+        what models pass. Each ``owner.grads[key]`` goes in and the new value is
+        written back into ``owner.params[key]``: the dicts are the source of
+        truth (on NumPy, CuPy and torch the same arrays, updated in place; new
+        ones where arrays are immutable).
+        """
+        slots = layers if isinstance(layers, list) and layers and isinstance(layers[0], tuple) else [
+            (f"{i}.{key}", layer, key) for i, layer in enumerate(layers) for key in layer.params]
+        params, grads = [], []
+        for path, owner, key in slots:
+            g = owner.grads.get(key)
+            if g is None:
+                raise ValueError(f"{type(self).__name__}.step: {path!r} ({type(owner).__name__}) has "
+                                 "no gradient; run backward before step")
+            params.append(owner.params[key])
+            grads.append(g)
+        new = self.apply([path for path, _, _ in slots], params, grads)
+        for (_, owner, key), old, w in zip(slots, params, new, strict=True):
+            if w is not old:
+                owner.params.store(key, w)
+
+    def apply(self, paths: list[str], params: list[Any], grads: list[Any]) -> list[Any]:
+        """One update of every parameter from its gradient; returns the new parameters.
+
+        ``paths`` name the parameters (``"0.weight"``, ``"block.conv1.bias"``) and key their
+        state. On NumPy, CuPy and torch the arrays are updated in place and returned.
+        """
         self.t += 1
         lr = self.current_lr
-        params, grads, states, known = [], [], [], self.state
-        for i, layer in enumerate(layers):
-            if not layer.params:
-                continue
-            for key, w in layer.params.items():
-                g = layer.grads.get(key)
-                if g is None:
-                    raise ValueError(f"{type(self).__name__}.step: layer {i} ({type(layer).__name__}) "
-                                     f"has no gradient for {key!r}; run backward before step")
-                params.append(w)
-                grads.append(g)
-                name = f"{i}.{key}"
-                state = known.get(name)  # not setdefault(name, {}): a new dict every step
-                states.append(state if state is not None else known.setdefault(name, {}))
+        known = self.state
+        states = []
+        for name in paths:
+            state = known.get(name)  # not setdefault(name, {}): a new dict every step
+            states.append(state if state is not None else known.setdefault(name, {}))
         # Every (parameter, gradient) pair is gathered here: transforms of all gradients go here.
         grads = clipping.clip_gradients(grads, self.clipnorm, self.global_clipnorm, self.clipvalue)
         each = fast.foreach(params[0]) if params else None
         if each is not None and self.update_all(each, params, grads, states, lr):
-            return
+            return params
         decay, update = (0.0 if self.decoupled else self.weight_decay), self.update
         if decay:
             grads = [g + decay * w for w, g in zip(params, grads, strict=True)]
         for w, g, state in zip(params, grads, states, strict=True):
             update(w, g, state, lr)
+        return params
 
     def update(self, w: Any, g: Any, state: dict[str, Any], lr: float) -> None:
         """The portable update of one parameter (the reference the fast path is tested against)."""

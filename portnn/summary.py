@@ -16,7 +16,7 @@ def summary(model: Any, input_shape: Sequence[int] | None = None) -> str:
     Trainable values are ``layer.params``; non-trainable ones are
     ``layer.buffers`` (BatchNorm's running mean and variance).
     """
-    shape = tuple(input_shape) if input_shape is not None else model._input_shape
+    shape = tuple(input_shape) if input_shape is not None else model.input_shape
     if shape is None:
         raise ValueError("Sequential.summary: the input shape is not known yet; pass the shape of "
                          "one sample without the batch axis, e.g. summary(input_shape=(1, 28, 28)), "

@@ -46,28 +46,19 @@ class History(dict):
 
 
 def train_step(model: Any, x: Any, y: Any, weight: Any = None,
-               sync: _distributed.DataParallel | None = None) -> tuple[Any, Any]:
+               strategy: _distributed.Local = _distributed.LOCAL,
+               slots: list[tuple[str, Any, str]] | None = None) -> tuple[Any, Any]:
     """One forward, backward and update on a batch on the device: ``(loss, output)``, nothing read back.
 
-    ``sync`` (data parallel) weights this rank's loss gradient by its share of
+    ``strategy`` (data parallel) weights this rank's loss gradient by its share of
     the global batch and sums the gradients over the ranks before the update.
+    ``slots``: ``model.named_parameters()``, when the caller has it already.
     """
     out = model.forward(x, training=True)
     loss = model.loss(out, y) if weight is None else model.loss(out, y, weight)
-    dy = model.loss.backward()
-    if sync is not None:
-        dy = sync.scale(dy)
-    # Nothing reads the gradient below the first trained layer: stop there, without its dx.
-    layers, first = model.layers, 0
-    while first < len(layers) and not layers[first].params:  # a loop: no generator per step
-        first += 1
-    if first < len(layers):
-        for layer in layers[:first:-1]:
-            dy = layer.backward(dy)
-        layers[first].backward_params(dy)
-    if sync is not None:
-        sync.reduce(model.layers)
-    model.optimizer.step(model.layers)
+    model.backward_params(strategy.scale(model.loss.backward()))
+    strategy.reduce(model)
+    model.optimizer.step(model.named_parameters() if slots is None else slots)
     return loss, out
 
 
@@ -84,7 +75,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle)
     metrics = metrics_module.get(model.metrics, model.loss)
     raw_y = y
-    x, y = model._to_device(x, y)  # the checked data boundary (portnn._inputs)
+    x, y = model.prepare_inputs(x, y)  # the checked data boundary (portnn._inputs)
     weights = sample_weights(raw_y, class_weight, sample_weight)
     if validation_data is not None:
         validation_data = _inputs.prepare_validation(model, validation_data)
@@ -98,7 +89,9 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     callbacks_module.check_monitors(cbs, produced)
     history = History()
     dp = _distributed.DataParallel.attach(model, distributed, n)
-    progress = Progress(verbose if dp is None or dp.comm.is_main else 0, epochs, -(-n // batch_size))
+    model.strategy = dp  # checkpoints written during fit: rank 0 writes, all wait
+    slots = model.named_parameters()
+    progress = Progress(verbose if dp.comm.is_main else 0, epochs, -(-n // batch_size))
     model.stop_training = False
     for cb in cbs:
         cb.set_model(model)
@@ -108,9 +101,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     try:
         for epoch in range(epochs):
             model.optimizer.epoch = first + epoch
-            order = init_rng().permutation(n) if shuffle else None
-            if dp is not None and shuffle:
-                order = dp.shared(order)
+            order = dp.shared(init_rng().permutation(n) if shuffle else None)
             order_dev = None if order is None else be.asarray(order, copy=False)
             progress.epoch_begin(epoch)
             bar = progress.has_bar
@@ -119,12 +110,11 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
             weight_sum = 0.0
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)  # the Array API leaves slicing past the end undefined
-                if dp is not None:  # this rank's part of the global batch
-                    batch = slice(start, stop) if order is None else order[start:stop]
-                    start, stop = dp.shard(start, stop, None if weights is None else weights[batch])
-                    if start == stop:
-                        dp.empty_step()
-                        continue
+                start, stop = dp.shard(start, stop, order, weights)  # this rank's part of the batch
+                if start == stop:  # none of a short last batch: still join the gradient sum
+                    dp.empty_step()
+                    model.optimizer.step(slots)
+                    continue
                 if order_dev is None:
                     xb, yb = x[start:stop, ...], y[start:stop, ...]
                     wb = None if w_device is None else w_device[start:stop]
@@ -136,7 +126,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                     idx = order_dev[start:stop]
                     xb, yb = fast.take(x, idx), fast.take(y, idx)
                     wb = None if w_device is None else fast.take(w_device, idx)
-                loss, out = train_step(model, xb, yb, wb, dp)
+                loss, out = train_step(model, xb, yb, wb, dp, slots)
                 # The batch loss is a (weighted) mean: weigh it by the batch's share (host floats).
                 share = stop - start if weights is None else float(
                     weights[start:stop].sum() if order is None else weights[order[start:stop]].sum())
@@ -147,13 +137,11 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                 if bar:
                     progress.step(total, weight_sum)
             model.optimizer.epoch = first + epoch + 1
-            if dp is not None:
-                sums = dp.end_epoch({"__loss": total, "__weight": weight_sum, **sums})
-                total, weight_sum = sums.pop("__loss"), sums.pop("__weight")
+            sums = dp.end_epoch({"__loss": total, "__weight": weight_sum, **sums})
+            total, weight_sum = sums.pop("__loss"), sums.pop("__weight")
             logs = _read_back(total, weight_sum, sums, n)
             if validation_data is not None:
-                val = (_evaluate(model, *validation_data, metrics=metrics) if dp is None else
-                       dp.evaluate(*validation_data, lambda xs, ys: _evaluate(model, xs, ys, metrics)))
+                val = dp.evaluate(*validation_data, lambda xs, ys: _evaluate(model, xs, ys, metrics))
                 logs.update({f"val_{k}": v for k, v in val.items()})
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
@@ -166,8 +154,8 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                 break
     finally:
         progress.close()
-        if dp is not None:
-            dp.close()
+        dp.close()
+        model.strategy = _distributed.LOCAL
     final = {k: v[-1] for k, v in history.items()}
     for cb in cbs:
         cb.on_train_end(final)
@@ -181,7 +169,7 @@ def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None,
         raise ValueError("Sequential.evaluate needs a loss")
     _check_values_device(model, "evaluate")
     metrics = metrics_module.get(model.metrics, model.loss)
-    x, y = model._to_device(x, y)
+    x, y = model.prepare_inputs(x, y)
     comm = _distributed.resolve(distributed)
     if comm is not None:  # each rank its part, the sums reduced
         return _distributed.evaluate(x, y, comm, lambda xs, ys: _evaluate(

@@ -366,7 +366,7 @@ def test_data_parallel_checks_the_plan():
         plan.close()
     finally:
         portnn.backends.set_stream(0)
-    assert model.layers[1].allreduce is None and model._comm is None
+    assert model.layers[1].allreduce is None and model.strategy is distributed.LOCAL
 
 
 def test_shard_with_sample_weights():

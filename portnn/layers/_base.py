@@ -51,16 +51,66 @@ class Layer:
             return
         self.buffers[name] = get_backend().asarray(value, dtype=getattr(self, "dtype", "float32"))
 
+    # ------------------------------------------------------------------ children and paths
+
+    def children(self) -> dict[str, Layer]:
+        """The layers this one is built from, by name: attributes holding a layer or a list of layers.
+
+        Found when asked (never on the hot path), so a layer registers a child by assigning it:
+        ``self.conv1 = Conv2D(...)`` is ``"conv1"``, ``self.blocks = [a, b]`` is ``"blocks.0"``, ...
+        """
+        found = {}
+        for name, value in vars(self).items():
+            if isinstance(value, Layer):
+                found[name] = value
+            elif isinstance(value, list | tuple) and value and all(isinstance(v, Layer) for v in value):
+                found.update({f"{name}.{i}": v for i, v in enumerate(value)})
+        return found
+
+    def layers_by_path(self, prefix: str = "") -> list[tuple[str, Layer]]:
+        """This layer and every descendant, each once (a shared layer at its first path), parents first."""
+        found, seen = [], set()
+
+        def walk(layer: Layer, path: str) -> None:
+            if id(layer) in seen:
+                return
+            seen.add(id(layer))
+            found.append((path, layer))
+            for name, child in layer.children().items():
+                walk(child, f"{path}{name}.")
+
+        walk(self, prefix)
+        return found
+
+    def named_parameters(self) -> list[tuple[str, Layer, str]]:
+        """Every parameter here and below: ``(path, owning layer, key)``, e.g. ``("block.conv1.weight",
+        conv1, "weight")``; a layer used twice is listed once."""
+        return [(path + key, layer, key) for path, layer in self.layers_by_path() for key in layer.params]
+
+    def named_buffers(self) -> list[tuple[str, Layer, str]]:
+        """As :meth:`named_parameters`, for the untrained state (running means, ...)."""
+        return [(path + key, layer, key) for path, layer in self.layers_by_path() for key in layer.buffers]
+
+    # ------------------------------------------------------------------ placement
+
     @property
     def backend(self) -> Backend | None:
         """The backend the parameters live on (``None`` for a parameter-free layer)."""
         first = next(iter(self.params.values()), None)
+        if first is None:
+            found = self.named_parameters()
+            first = found[0][1].params[found[0][2]] if found else None
         return None if first is None else backend_of(first)
 
     def to(self, backend: str | Backend | None = None, device: str | None = None,
            dtype: str | None = None) -> Layer:
-        """Move (and optionally cast) the parameters to another backend, in place."""
+        """Move (and optionally cast) the parameters of this layer and its children, in place."""
         target = get_backend(backend, device)
+        for _, layer in self.layers_by_path():
+            layer._move(target, dtype)
+        return self
+
+    def _move(self, target: Backend, dtype: str | None) -> None:
         if dtype is not None and hasattr(self, "dtype"):
             self.dtype = dtype
         moved = {name: target.move(value, dtype) for name, value in self.params.items()}
@@ -71,7 +121,6 @@ class Layer:
         for name, value in self.buffers.items():
             self.buffers[name] = target.move(value, dtype)
         self.grads.clear()
-        return self
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, read back from attributes of the same name."""

@@ -30,6 +30,10 @@ class Params(dict):
     def __setitem__(self, key: str, value: Any) -> None:
         super().__setitem__(key, self._checked(key, value))
 
+    def store(self, key: str, value: Any) -> None:
+        """Keep an array portnn computed from the parameter itself (an optimizer step): no checks."""
+        super().__setitem__(key, value)
+
     def adopt(self, values: dict[str, Any]) -> None:
         """Replace every entry with arrays portnn made itself (``Layer.to``): no checks, no copies."""
         super().clear()
