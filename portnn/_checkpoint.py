@@ -8,21 +8,26 @@ The file is a plain NumPy ``.npz`` (a zip of ``.npy`` files) holding:
     "metrics": ["accuracy", ...] | null,
     "optimizer": {"class": "Adam", "config": {...}, "t": 120, "epoch": 3} | null}``.
     A learning-rate schedule appears in the optimizer config as
-    ``"lr": {"schedule": "StepDecay", ...its arguments}``.
-``param/<layer index>/<name>``, ``buffer/<layer index>/<name>``
-    each layer's parameters and buffers (e.g. ``param/0/weight``), as host arrays
-    of their own dtype.
-``opt/<layer index>.<param name>/<state name>``
+    ``"lr": {"schedule": "StepDecay", ...its arguments}``. A block built from
+    a list of layers (a nested ``Sequential``) adds ``"layers": [...]`` to its
+    entry. A user's own ``Layer`` subclass is named ``"module.QualName"`` and
+    found again by that name once its class statement has run.
+``param/<path>``, ``buffer/<path>``
+    each parameter and buffer by its path, dots written as slashes (the
+    parameter ``0.weight`` is ``param/0/weight``, ``2.1.bias`` of a nested
+    block ``param/2/1/bias``), as host arrays of their own dtype.
+``opt/<path>/<state name>``
     the optimizer state of one parameter (e.g. ``opt/0.weight/m``).
 
-Loading rebuilds each layer from its config (``init`` replaced by ``"zeros"``:
-the saved arrays overwrite it), checks that the arrays fit that architecture
-exactly, then moves everything to the target backend.
+Loading rebuilds each layer from its config (``init`` of portnn's layers replaced
+by ``"zeros"``: the saved arrays overwrite it), checks that the arrays fit that
+architecture exactly, then moves everything to the target backend.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import tempfile
@@ -31,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from . import layers as layers_module
 from . import losses, optimizers
 from .backends import Backend, get_backend, to_numpy, use_backend
+from .layers import Layer
+from .layers._base import REGISTRY, class_name
 
 FORMAT = "portnn-checkpoint"
 VERSION = 1
@@ -49,16 +55,16 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     optimizer = model.optimizer
     meta = {
         "format": FORMAT, "version": VERSION,
-        "layers": [_entry(layer) for layer in model.layers],
+        "layers": [_layer_entry(layer) for layer in model.layers],
         "loss": None if model.loss is None else _entry(model.loss),
         "metrics": getattr(model, "metrics", None),
         "optimizer": None if optimizer is None else
         {**_entry(optimizer), "t": optimizer.t, "epoch": optimizer.epoch},
     }
     arrays = {META: np.array(json.dumps(meta, default=_jsonable))}
-    for i, layer in enumerate(model.layers):
-        for kind, store in (("param", layer.params), ("buffer", layer.buffers)):
-            arrays.update({f"{kind}/{i}/{k}": to_numpy(v) for k, v in store.items()})
+    for kind, slots in (("param", model.named_parameters()), ("buffer", model.named_buffers())):
+        store = "params" if kind == "param" else "buffers"
+        arrays.update({_key(kind, path): to_numpy(getattr(layer, store)[k]) for path, layer, k in slots})
     if optimizer is not None:
         for name, state in optimizer.state.items():
             arrays.update({f"opt/{name}/{k}": to_numpy(v) for k, v in state.items()})
@@ -123,7 +129,7 @@ def load(cls: type, path: str | os.PathLike[str], backend: str | Backend | None 
     data, meta = _read(path)
     try:
         with use_backend("numpy"):
-            model = cls([_build(layers_module, entry, path) for entry in meta["layers"]])
+            model = cls([_build_layer(entry, path) for entry in meta["layers"]])
             if meta["loss"]:
                 model.loss = _build(losses, meta["loss"], path)
             model.metrics = meta.get("metrics")
@@ -136,23 +142,20 @@ def load(cls: type, path: str | os.PathLike[str], backend: str | Backend | None 
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild the saved architecture: "
                               f"{type(exc).__name__}: {exc}") from None
-    expected = {f"{kind}/{i}/{k}": store[k] for i, layer in enumerate(model.layers)
-                for kind, store in (("param", layer.params), ("buffer", layer.buffers))
-                for k in store}
+    expected = {_key("param", p): (layer.params, k) for p, layer, k in model.named_parameters()}
+    expected.update({_key("buffer", p): (layer.buffers, k) for p, layer, k in model.named_buffers()})
+    params = {p: layer.params[k] for p, layer, k in model.named_parameters()}
     for name, value in data.items():
         if name in expected:
-            _check_fits(path, name, value, expected.pop(name))
-            kind, i, key = name.split("/")
-            layer = model.layers[int(i)]
-            (layer.params if kind == "param" else layer.buffers)[key] = value
+            store, key = expected.pop(name)
+            _check_fits(path, name, value, store[key])
+            store[key] = value
         elif name.startswith("opt/") and model.optimizer is not None:
             owner, _, leaf = name[len("opt/"):].rpartition("/")
-            i, _, key = owner.partition(".")
-            params = model.layers[int(i)].params if i.isdigit() and int(i) < len(model.layers) else {}
-            if key not in params:
+            if owner not in params:
                 raise CheckpointError(f"{path}: optimizer state {name!r} belongs to no parameter "
                                       "of the saved architecture")
-            _check_fits(path, name, value, params[key])
+            _check_fits(path, name, value, params[owner])
             model.optimizer.state.setdefault(owner, {})[leaf] = value
         else:
             raise CheckpointError(f"{path}: entry {name!r} does not fit the saved architecture")
@@ -160,6 +163,11 @@ def load(cls: type, path: str | os.PathLike[str], backend: str | Backend | None 
         raise CheckpointError(f"{path}: the saved architecture needs {sorted(expected)}, which the "
                               "file lacks")
     return model.to(target)
+
+
+def _key(kind: str, path: str) -> str:
+    """``param/0/weight`` for the parameter ``0.weight``: a path's dots become the file's slashes."""
+    return f"{kind}/{path.replace('.', '/')}"
 
 
 def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -203,13 +211,33 @@ def _entry(obj: Any) -> dict[str, Any]:
     return {"class": type(obj).__name__, "config": obj.config()}
 
 
+def _layer_entry(layer: Layer) -> dict[str, Any]:
+    """A layer's class and config; a block built from a list of layers (Sequential) nests them."""
+    entry = {"class": class_name(type(layer)), "config": layer.config()}
+    if "layers" in inspect.signature(type(layer).__init__).parameters:
+        entry["layers"] = [_layer_entry(child) for child in layer.layers]
+    return entry
+
+
+def _build_layer(entry: dict[str, Any], path: Any) -> Layer:
+    cls = REGISTRY.get(entry["class"])
+    if cls is None:
+        raise CheckpointError(
+            f"{path}: unknown layer class {entry['class']!r}; define or import it before loading "
+            "(a portnn.Layer subclass registers itself when its class statement runs)")
+    config = dict(entry["config"])
+    if "layers" in entry:
+        config["layers"] = [_build_layer(child, path) for child in entry["layers"]]
+    if class_name(cls) == cls.__name__ and "init" in config:
+        config["init"] = "zeros"  # portnn's initializers: the saved weights replace it; draw nothing
+    return cls(**config)
+
+
 def _build(module: Any, entry: dict[str, Any], path: Any) -> Any:
     cls = getattr(module, entry["class"], None)
     if not isinstance(cls, type):
         raise CheckpointError(f"{path}: unknown class {entry['class']!r} in {module.__name__}")
     config = dict(entry["config"])
-    if "init" in config:
-        config["init"] = "zeros"  # the saved weights replace it; draw nothing
     if isinstance(config.get("lr"), dict):
         schedule = dict(config["lr"])
         config["lr"] = getattr(optimizers, schedule.pop("schedule"))(**schedule)

@@ -83,9 +83,10 @@ def prepare_validation(model: Any, data: Any) -> tuple[Any, Any]:
 def model_backend(model: Any) -> Backend:
     """The one backend all of ``model``'s parameters live on (a clear error when they differ)."""
     placed: dict[Backend, str] = {}
-    for i, layer in enumerate(model.layers):
-        for key, value in layer.params.items():
-            placed.setdefault(backend_of(value), f"layers[{i}] ({type(layer).__name__}) {key!r}")
+    for path, layer, key in model.named_parameters():
+        head, _, rest = path.partition(".")  # "0.weight" of a Sequential reads "layers[0].weight"
+        where = f"layers[{head}].{rest}" if head.isdigit() else path
+        placed.setdefault(backend_of(layer.params[key]), f"{where} ({type(layer).__name__})")
     if len(placed) > 1:
         where = "; ".join(f"{name} on {be}" for be, name in placed.items())
         raise DeviceMismatchError(f"Sequential: the parameters live on different backends ({where}); "
@@ -124,7 +125,7 @@ def stop_on_nonfinite(history: Any, logs: dict[str, float], epoch: int, epochs: 
 
 
 def _dtype(model: Any) -> str:
-    return next((layer.dtype for layer in model.layers if hasattr(layer, "dtype")), "float32")
+    return next((layer.dtype for _, layer in model.layers_by_path() if hasattr(layer, "dtype")), "float32")
 
 
 def _array(be: Backend, a: Any, name: str) -> Any:

@@ -134,21 +134,22 @@ class EarlyStopping(_Monitor):
 
     def on_train_end(self, logs: Logs | None = None) -> None:
         if self.restore_best_weights and self.best_weights is not None:
-            for layer, saved in zip(self.model.layers, self.best_weights, strict=True):
-                layer.params.update(saved["params"])
-                layer.buffers.update(saved["buffers"])
+            for path, layer, key in self.model.named_parameters():
+                layer.params.store(key, self.best_weights["params"][path])
+            for path, layer, key in self.model.named_buffers():
+                layer.buffers[key] = self.best_weights["buffers"][path]
             self.best_weights = None
 
 
-def _copy_weights(model: Any) -> list[dict[str, dict[str, Any]]]:
-    """On-device copies of every layer's parameters and buffers (nothing goes to the host)."""
+def _copy_weights(model: Any) -> dict[str, dict[str, Any]]:
+    """On-device copies of every parameter and buffer, by path (nothing goes to the host)."""
     from .backends import array_namespace
 
     def copy(a: Any) -> Any:
         return array_namespace(a).asarray(a, copy=True)
 
-    return [{"params": {k: copy(v) for k, v in layer.params.items()},
-             "buffers": {k: copy(v) for k, v in layer.buffers.items()}} for layer in model.layers]
+    return {"params": {path: copy(layer.params[key]) for path, layer, key in model.named_parameters()},
+            "buffers": {path: copy(layer.buffers[key]) for path, layer, key in model.named_buffers()}}
 
 
 class ModelCheckpoint(_Monitor):

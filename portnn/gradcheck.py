@@ -89,22 +89,23 @@ def _gradcheck(layer: Layer, x: Any, be: Backend, training: bool, seed: int) -> 
     y = layer.forward(dev(x_host), training)
     dy_host = np.random.default_rng(seed).standard_normal(tuple(y.shape)).astype(p.dtype)
     dx = be.to_numpy(layer.backward(dev(dy_host)))
-    grads = {k: be.to_numpy(g) for k, g in layer.grads.items()}
+    slots = layer.named_parameters()  # a block's own and its children's, by path
+    grads = {path: be.to_numpy(owner.grads[key]) for path, owner, key in slots}
 
     def objective(x_: np.ndarray) -> float:
         return float(np.sum(be.to_numpy(layer.forward(dev(x_), training)) * dy_host))
 
     _compare(f"{type(layer).__name__} input", dx, numerical_gradient(objective, x_host.copy(), p.eps), p)
-    for key in list(layer.params):
-        w = be.to_numpy(layer.params[key]).astype(p.dtype)
+    for path, owner, key in slots:
+        w = be.to_numpy(owner.params[key]).astype(p.dtype)
 
-        def objective_w(w_: np.ndarray, key: str = key) -> float:
-            layer.params[key] = dev(w_)
+        def objective_w(w_: np.ndarray, owner: Layer = owner, key: str = key) -> float:
+            owner.params[key] = dev(w_)
             return float(np.sum(be.to_numpy(layer.forward(dev(x_host), training)) * dy_host))
 
         numeric = numerical_gradient(objective_w, w.copy(), p.eps)
-        layer.params[key] = dev(w)
-        _compare(f"{type(layer).__name__} {key}", grads[key], numeric, p)
+        owner.params[key] = dev(w)
+        _compare(f"{type(layer).__name__} {path}", grads[path], numeric, p)
 
 
 def gradcheck_loss(loss: Loss, y_pred: Any, y_true: Any) -> None:

@@ -12,12 +12,27 @@ if TYPE_CHECKING:
     import numpy as np
 
 
+REGISTRY: dict[str, type[Layer]] = {}  # every Layer subclass by its checkpoint name
+
+
+def class_name(cls: type) -> str:
+    """The name a checkpoint stores for a layer class: ``"Dense"`` for portnn's own, else
+    ``"module.QualName"`` (``"__main__.Square"``), so that a user's class never shadows one."""
+    own = cls.__module__.split(".")[0] == "portnn"
+    return cls.__name__ if own else f"{cls.__module__}.{cls.__qualname__}"
+
+
 class Layer:
     """A layer: its parameters plus an explicit ``forward`` and ``backward``.
 
     ``forward(x, training)`` caches what ``backward`` needs; ``backward(dy)``
     fills ``self.grads`` (same keys as ``self.params``) and returns ``dx``.
+    A subclass registers itself for checkpoints when its class statement runs.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        REGISTRY[class_name(cls)] = cls
 
     def __init__(self) -> None:
         # Assignments are checked and copied (shape, dtype, backend): see ``_params.Params``.
@@ -90,6 +105,23 @@ class Layer:
     def named_buffers(self) -> list[tuple[str, Layer, str]]:
         """As :meth:`named_parameters`, for the untrained state (running means, ...)."""
         return [(path + key, layer, key) for path, layer in self.layers_by_path() for key in layer.buffers]
+
+    # ------------------------------------------------------------------ one call's state
+
+    def call_state(self) -> list[tuple[Layer, dict[str, Any]]]:
+        """What the last ``forward`` left for ``backward``, here and in every child.
+
+        ``forward`` keeps its caches as attributes (``self.x = x``); this copies the attribute
+        dicts, and :meth:`restore_call_state` puts them back before that call's ``backward``.
+        A model using a layer twice keeps one per use, so the call owns its state, not the layer.
+        """
+        return [(layer, dict(vars(layer))) for _, layer in self.layers_by_path()]
+
+    @staticmethod
+    def restore_call_state(state: list[tuple[Layer, dict[str, Any]]]) -> None:
+        """Make the call that :meth:`call_state` saved the last one again (its caches back)."""
+        for layer, attributes in state:
+            vars(layer).update(attributes)
 
     # ------------------------------------------------------------------ placement
 

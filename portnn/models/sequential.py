@@ -39,22 +39,58 @@ class Sequential(BaseModel):
                  backend: str | Backend | None = None, device: str | None = None,
                  metrics: Sequence[str] | None = None) -> None:
         self.layers = _checks.layer_list(layers)
+        counts: dict[int, int] = {}
+        for layer in self.layers:
+            counts[id(layer)] = counts.get(id(layer), 0) + 1
+        # Layers used more than once: each use keeps its own call state; their gradients add up.
+        self._shared = {i for i, n in counts.items() if n > 1}
+        self._states: list[Any] = []
         super().__init__(loss, optimizer, backend, device, metrics)
 
     def children(self) -> dict[str, Layer]:
         return {str(i): layer for i, layer in enumerate(self.layers)}
 
     def forward(self, x: Any, training: bool = False) -> Any:
+        if self._shared:
+            return self._forward_shared(x, training)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
 
     def backward(self, dy: Any) -> Any:
+        if self._shared:
+            return self._backward_shared(dy)
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
         return dy
 
+    def _forward_shared(self, x: Any, training: bool) -> Any:
+        self._states = []
+        for layer in self.layers:
+            x = layer.forward(x, training)
+            self._states.append(layer.call_state() if id(layer) in self._shared else None)
+        return x
+
+    def _backward_shared(self, dy: Any) -> Any:
+        done: set[int] = set()
+        for layer, state in zip(reversed(self.layers), reversed(self._states), strict=True):
+            if state is not None:
+                layer.restore_call_state(state)
+            if id(layer) not in done:  # its first use seen from the end: the gradients are its own
+                dy = layer.backward(dy)
+                done.add(id(layer))
+                continue
+            slots = layer.named_parameters()
+            earlier = [owner.grads[key] for _, owner, key in slots]
+            dy = layer.backward(dy)
+            for (_, owner, key), g in zip(slots, earlier, strict=True):
+                owner.grads[key] = owner.grads[key] + g  # a shared layer's gradient: the sum over uses
+        return dy
+
     def backward_params(self, dy: Any) -> None:
+        if self._shared:
+            self.backward(dy)
+            return
         # Nothing reads the gradient below the first trained layer: stop there, without its dx.
         layers, first = self.layers, 0
         while first < len(layers) and not _trained(layers[first]):  # a loop: no generator per step
