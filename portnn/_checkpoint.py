@@ -4,7 +4,7 @@ The file is a plain NumPy ``.npz`` (a zip of ``.npy`` files) holding:
 
 ``__portnn__``
     a 0-d string array with JSON: ``{"format": "portnn-checkpoint", "version": 1,
-    "layers": [{"class": "Dense", "config": {...}}, ...], "loss": {...} | null,
+    "model": "Sequential", "layers": [{"class": "Dense", "config": {...}}, ...], "loss": {...} | null,
     "metrics": ["accuracy", ...] | null,
     "optimizer": {"class": "Adam", "config": {...}, "t": 120, "epoch": 3} | null}``.
     A learning-rate schedule appears in the optimizer config as
@@ -54,7 +54,7 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     """Write ``model`` to ``path`` atomically (see the module docstring for the layout)."""
     optimizer = model.optimizer
     meta = {
-        "format": FORMAT, "version": VERSION,
+        "format": FORMAT, "version": VERSION, "model": class_name(type(model)),
         "layers": [_layer_entry(layer) for layer in model.layers],
         "loss": None if model.loss is None else _entry(model.loss),
         "metrics": getattr(model, "metrics", None),
@@ -122,11 +122,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def load(cls: type, path: str | os.PathLike[str], backend: str | Backend | None = None,
+def load(cls: type | None, path: str | os.PathLike[str], backend: str | Backend | None = None,
          device: str | None = None) -> Any:
-    """Rebuild a model saved by :func:`save` on ``backend``/``device`` (default: the active one)."""
+    """Rebuild a model saved by :func:`save` on ``backend``/``device`` (default: the active one);
+    ``cls=None``: the class the file names (``Sequential`` for files older than that entry)."""
     target = get_backend(backend, device)
     data, meta = _read(path)
+    cls = cls or _model_class(path, meta)
     try:
         with use_backend("numpy"):
             model = cls([_build_layer(entry, path) for entry in meta["layers"]])
@@ -163,6 +165,19 @@ def load(cls: type, path: str | os.PathLike[str], backend: str | Backend | None 
         raise CheckpointError(f"{path}: the saved architecture needs {sorted(expected)}, which the "
                               "file lacks")
     return model.to(target)
+
+
+def model_class(path: str | os.PathLike[str]) -> type:
+    """The model class a checkpoint names (``Sequential`` for files older than that entry)."""
+    return _model_class(path, _read(path)[1])
+
+
+def _model_class(path: Any, meta: dict[str, Any]) -> type:
+    cls = REGISTRY.get(meta.get("model", "Sequential"))
+    if cls is None:
+        raise CheckpointError(f"{path}: unknown model class {meta['model']!r}; define or import it "
+                              "before loading")
+    return cls
 
 
 def _key(kind: str, path: str) -> str:

@@ -91,25 +91,6 @@ def float_dtype(owner: str, value: Any) -> str:
                   FLOAT_DTYPES)
 
 
-def layer_list(layers: Any) -> list[Any]:
-    """``Sequential``'s ``layers``: a list or tuple of ``Layer`` instances (classes and strings named)."""
-    from .layers import Layer
-
-    if isinstance(layers, Layer):
-        raise TypeError(f"Sequential: layers must be a list of layers, got a single "
-                        f"{type(layers).__name__}; write Sequential([{type(layers).__name__}(...)])")
-    if isinstance(layers, str | bytes | dict) or not isinstance(layers, Iterable):
-        raise TypeError(f"Sequential: layers must be a list of Layer instances, got {_got(layers)}")
-    layers = list(layers)
-    for i, layer in enumerate(layers):
-        if isinstance(layer, type) and issubclass(layer, Layer):
-            raise TypeError(f"Sequential: layers[{i}] is the class {layer.__name__}, not a layer; "
-                            f"write {layer.__name__}() (with its arguments)")
-        if not isinstance(layer, Layer):
-            raise TypeError(f"Sequential: layers[{i}] must be a Layer instance, got {_got(layer)}")
-    return layers
-
-
 _ARCHITECTURE_KEYS = ("input_dim", "output_dim", "activation", "init")
 
 

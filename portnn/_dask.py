@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _checkpoint
 from .backends import to_numpy
 
 __all__ = ["predict_dask"]
@@ -15,11 +16,9 @@ _models: dict[tuple[str, float, str | None, str | None], Any] = {}
 
 
 def _cached_model(path: str, backend: str | None, device: str | None) -> Any:
-    from .network import Sequential
-
     key = (path, os.path.getmtime(path), backend, device)
     if key not in _models:
-        _models[key] = Sequential.load(path, backend=backend, device=device)
+        _models[key] = _checkpoint.model_class(path).load(path, backend=backend, device=device)
     return _models[key]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .. import _checks, losses, optimizers
@@ -38,7 +38,7 @@ class Sequential(BaseModel):
                  optimizer: str | optimizers.Optimizer | None = None,
                  backend: str | Backend | None = None, device: str | None = None,
                  metrics: Sequence[str] | None = None) -> None:
-        self.layers = _checks.layer_list(layers)
+        self.layers = _layer_list(layers)
         counts: dict[int, int] = {}
         for layer in self.layers:
             counts[id(layer)] = counts.get(id(layer), 0) + 1
@@ -102,6 +102,23 @@ class Sequential(BaseModel):
 
     def config(self) -> dict[str, Any]:
         return {}
+
+
+def _layer_list(layers: Any) -> list[Any]:
+    """``Sequential``'s ``layers``: a list or tuple of ``Layer`` instances (classes and strings named)."""
+    if isinstance(layers, Layer):
+        raise TypeError(f"Sequential: layers must be a list of layers, got a single "
+                        f"{type(layers).__name__}; write Sequential([{type(layers).__name__}(...)])")
+    if isinstance(layers, str | bytes | dict) or not isinstance(layers, Iterable):
+        raise TypeError(f"Sequential: layers must be a list of Layer instances, got {_checks._got(layers)}")
+    layers = list(layers)
+    for i, layer in enumerate(layers):
+        if isinstance(layer, type) and issubclass(layer, Layer):
+            raise TypeError(f"Sequential: layers[{i}] is the class {layer.__name__}, not a layer; "
+                            f"write {layer.__name__}() (with its arguments)")
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential: layers[{i}] must be a Layer instance, got {_checks._got(layer)}")
+    return layers
 
 
 def _trained(layer: Layer) -> bool:
