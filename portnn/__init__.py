@@ -17,7 +17,6 @@ from . import (
     plot,
     training,
 )
-from ._inputs import NonFiniteLossError
 from .backends import (
     Backend,
     BackendError,
@@ -49,6 +48,7 @@ from .layers import (
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, Loss
 from .network import CheckpointError, History, Sequential, from_architecture
 from .optimizers import SGD, Adam, AdamW, CosineDecay, ExponentialDecay, Optimizer, RMSProp, StepDecay
+from .training.inputs import NonFiniteLossError
 
 __version__ = "0.1.0"
 

@@ -17,7 +17,7 @@ import pytest
 
 import portnn
 from conftest import _param
-from portnn import _checkpoint
+from portnn.training import checkpoints as _checkpoint
 
 # Diverging training overflows on the way to the NaN epoch it is meant to stop at (NumPy warns).
 pytestmark = pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")

@@ -124,11 +124,11 @@ def test_init_alone_is_size_one_and_cached():
     assert (comm.rank, comm.size, comm.is_main) == (0, 1, True)
     assert distributed.init() is comm
     with pytest.raises(ValueError, match="unknown kind"):
-        distributed._comm, saved = None, distributed._comm
+        distributed.launch._comm, saved = None, distributed.launch._comm
         try:
             distributed.init("carrier-pigeon")
         finally:
-            distributed._comm = saved
+            distributed.launch._comm = saved
 
 
 def test_each_rank_its_own_gpu_when_none_is_named():
@@ -239,7 +239,7 @@ def test_predict_dask_loads_once_and_matches_predict(tmp_path, monkeypatch):
     load = portnn.Sequential.load
     monkeypatch.setattr(portnn.Sequential, "load",
                         classmethod(lambda cls, *a, **k: (loads.append(a[0]), load(*a, **k))[1]))
-    monkeypatch.setattr(portnn._dask, "_models", {})
+    monkeypatch.setattr(portnn.distributed.dask, "_models", {})
     with dask_distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                                        dashboard_address=None) as cluster, dask_distributed.Client(cluster):
         lazy = distributed.predict_dask(path, da.from_array(x, chunks=(13, 1, 4, 4)), batch_size=5)
@@ -315,7 +315,8 @@ def test_prepare_makes_every_rank_rank_zeros_model(backend):
     assert other.layers[0].params["weight"] is weight  # written in place
     assert (other.optimizer.t, other.optimizer.epoch) == (root.optimizer.t, root.optimizer.epoch) == (4, 2)
     assert sorted(other.optimizer.state) == sorted(root.optimizer.state)
-    for a, b in zip(distributed._entries(root), distributed._entries(other), strict=True):
+    entries = distributed.data_parallel._entries
+    for a, b in zip(entries(root), entries(other), strict=True):
         assert a[0] == b[0]
         np.testing.assert_array_equal(portnn.to_numpy(a[1][a[2]]), portnn.to_numpy(b[1][b[2]]))
 
@@ -358,9 +359,10 @@ def test_data_parallel_checks_the_plan():
             return obj
 
     with pytest.raises(ValueError, match=r"the ranks hold \[10, 11\] samples"):
-        distributed.DataParallel(model, Uneven(), 10)
+        distributed.DataParallel(model, Uneven()).begin(10)
     try:
-        plan = distributed.DataParallel(model, Twin(rank=0, size=3), 10)
+        plan = distributed.DataParallel(model, Twin(rank=0, size=3))
+        plan.begin(10)
         with pytest.raises(ValueError, match="sync=True.*has 2 for 3 ranks"):
             plan.shard(8, 10)
         plan.close()

@@ -103,7 +103,7 @@ def test_model_on_a_second_device_computes_there(current_device, tmp_path):
     model.fit(x, y, epochs=2, batch_size=4, validation_data=(x, y), verbose=0)
     model.predict(x, batch_size=3)
     model.evaluate(x, y)
-    # + 3: the data boundary (portnn/_inputs.py) runs one sample through the model to learn its
+    # + 3: the data boundary (portnn/training/inputs.py) runs one sample through the model to learn its
     # output shape for the targets' checks, once each for fit's data, validation_data and evaluate.
     assert set(probe.seen) == {"device1"} and len(probe.seen) == 2 * 2 * 2 + 2 + 3 + 1 + 3
     model, _ = _model(current_device, with_probe=False)  # a test-only layer has no place in a checkpoint

@@ -131,13 +131,13 @@ def test_a_single_process_fit_runs_the_local_strategy():
     model = portnn.Sequential([portnn.Dense(3, 2)], loss="crossentropy", optimizer="sgd")
     x, y = _data(n=8)
     seen = []
-    original = distributed.DataParallel.attach
-    distributed.DataParallel.attach = classmethod(lambda cls, m, d, n: Counting())
+    original = distributed.DataParallel.plan
+    distributed.DataParallel.plan = classmethod(lambda cls, m, d: Counting())
     try:
         model.fit(x, y, epochs=1, batch_size=4, verbose=0,
                   callbacks=[lambda m, epoch, logs: seen.append(type(m.strategy).__name__)])
     finally:
-        distributed.DataParallel.attach = original
+        distributed.DataParallel.plan = original
     assert calls == ["shard", "reduce"] * 2 and seen == ["Counting"]
     assert model.strategy is distributed.LOCAL
 

@@ -197,7 +197,7 @@ def test_train_step_never_reads_back(any_device, loss):
 
 def test_fit_reads_back_once_per_epoch_not_per_step(backend, monkeypatch):
     reads = []
-    monkeypatch.setattr(portnn.training, "float", lambda v: reads.append(1) or float(v), raising=False)
+    monkeypatch.setattr(portnn.training.loop, "float", lambda v: reads.append(1) or float(v), raising=False)
     monkeypatch.setattr(portnn.Backend, "to_numpy", lambda self, a: reads.append(1) or 1 / 0)
     x, y = _blobs()
     _classifier().fit(x, y, epochs=2, batch_size=1, verbose=0)

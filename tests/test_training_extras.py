@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import portnn
-from portnn.progress import Progress
+from portnn.training.progress import Progress
 
 
 class Frozen(portnn.SGD):
@@ -64,7 +64,7 @@ def test_metrics_are_saved_in_checkpoints(tmp_path):
 
 def test_metrics_read_back_once_per_epoch(backend, monkeypatch):
     reads = []
-    monkeypatch.setattr(portnn.training, "float", lambda v: reads.append(1) or float(v), raising=False)
+    monkeypatch.setattr(portnn.training.loop, "float", lambda v: reads.append(1) or float(v), raising=False)
     x, y = _data()
     _classifier(["accuracy", "top5_accuracy"]).fit(x, y, epochs=3, batch_size=2, verbose=0)
     assert len(reads) == 3 * 3  # loss and two metrics, once per epoch: not per batch
@@ -128,7 +128,7 @@ def test_bar_reads_the_loss_back_at_most_every_interval(monkeypatch):
         now[0] += 0.01  # each step takes 10 ms
         return now[0]
 
-    monkeypatch.setattr(portnn.progress, "_tqdm", lambda: FakeBar)
+    monkeypatch.setattr(portnn.training.progress, "_tqdm", lambda: FakeBar)
     FakeBar.instances.clear()
     progress = Progress(verbose=1, epochs=2, steps=100, interval=0.25, clock=clock, bar=True)
     progress.epoch_begin(0)
@@ -142,13 +142,13 @@ def test_bar_reads_the_loss_back_at_most_every_interval(monkeypatch):
 
 
 def test_bar_only_on_a_terminal_with_verbose_1(monkeypatch, capsys):
-    monkeypatch.setattr(portnn.progress, "_tqdm", lambda: FakeBar)
+    monkeypatch.setattr(portnn.training.progress, "_tqdm", lambda: FakeBar)
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert Progress(1, 3, 5)._tqdm is None  # stderr is not a terminal
     monkeypatch.setattr("sys.stderr.isatty", lambda: True)
     assert Progress(1, 3, 5)._tqdm is FakeBar
     assert Progress(2, 3, 5)._tqdm is None and Progress(0, 3, 5)._tqdm is None
-    monkeypatch.setattr(portnn.progress, "_tqdm", lambda: None)  # tqdm not installed
+    monkeypatch.setattr(portnn.training.progress, "_tqdm", lambda: None)  # tqdm not installed
     assert Progress(1, 3, 5)._tqdm is None
 
 

@@ -12,14 +12,16 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .. import _checkpoint, _checks, _inputs, losses, optimizers, training
-from .. import callbacks as _callbacks
+from .. import _checks, losses, optimizers, training
 from .. import distributed as _distributed
 from .. import metrics as _metrics
-from .. import summary as _summary
 from ..backends import Backend, get_backend, on_device
 from ..layers import Layer
 from ..training import History
+from ..training import callbacks as _callbacks
+from ..training import checkpoints as _checkpoint
+from ..training import inputs as _inputs
+from . import summary as _summary
 
 __all__ = ["BaseModel"]
 
@@ -87,7 +89,7 @@ class BaseModel(Layer):
         return loss, self.loss.correct(out, y)
 
     def prepare_inputs(self, x: Any, *y: Any) -> Any:
-        """The checked data boundary (:mod:`portnn._inputs`): ``x`` or ``(x, y)`` on the device."""
+        """The checked data boundary (:mod:`portnn.training.inputs`): ``x`` or ``(x, y)`` on the device."""
         moved = _inputs.prepare(self, x, *y)
         self.input_shape = tuple((moved[0] if y else moved).shape[1:])  # for summary()
         return moved
@@ -135,10 +137,14 @@ class BaseModel(Layer):
             >>> history = model.fit(x, y, epochs=20, batch_size=64, validation_data=(xv, yv),
             ...                     callbacks=[portnn.callbacks.EarlyStopping(patience=3)])
         """
-        return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-                            validation_data=validation_data, verbose=verbose, callbacks=callbacks,
-                            class_weight=class_weight, sample_weight=sample_weight,
-                            on_nonfinite=on_nonfinite, distributed=distributed)
+        self.strategy = _distributed.DataParallel.plan(self, distributed)
+        try:
+            return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+                                validation_data=validation_data, verbose=verbose, callbacks=callbacks,
+                                class_weight=class_weight, sample_weight=sample_weight,
+                                on_nonfinite=on_nonfinite, strategy=self.strategy)
+        finally:
+            self.strategy = _distributed.LOCAL
 
     @on_device
     def predict(self, x: Any, batch_size: int | None = None,
@@ -169,7 +175,9 @@ class BaseModel(Layer):
         """
         if batch_size is not None:
             _checks.integer(f"{type(self).__name__}.evaluate", "batch_size", batch_size)
-        return training.evaluate(self, x, y, batch_size=batch_size, distributed=distributed)
+        comm = _distributed.resolve(distributed)
+        strategy = _distributed.LOCAL if comm is None else _distributed.DataParallel(self, comm)
+        return training.evaluate(self, x, y, batch_size=batch_size, strategy=strategy)
 
     @on_device
     def summary(self, input_shape: Sequence[int] | None = None) -> str:
@@ -193,7 +201,7 @@ class BaseModel(Layer):
         """Write parameters, buffers, optimizer state and architecture to one ``.npz``.
 
         The file is plain NumPy (``np.load(path, allow_pickle=False)`` reads
-        it; layout in :mod:`portnn._checkpoint`) and is written to ``path``
+        it; layout in :mod:`portnn.training.checkpoints`) and is written to ``path``
         as given (no ``.npz`` is appended). The live model is not moved. The
         file is written beside its target and renamed into place, so a failed
         save leaves an earlier file intact.

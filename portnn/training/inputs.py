@@ -27,9 +27,9 @@ import array_api_compat
 import array_api_compat.numpy as host_xp
 import numpy as np
 
-from . import _checks
-from .backends import Backend, DeviceMismatchError, backend_of, check_device, get_backend, to_numpy
-from .losses import MSE, BinaryCrossEntropy, CrossEntropy
+from .. import _checks
+from ..backends import Backend, DeviceMismatchError, backend_of, check_device, get_backend, to_numpy
+from ..losses import MSE, BinaryCrossEntropy, CrossEntropy
 
 __all__ = ["NonFiniteLossError", "check_fit_args", "prepare", "prepare_validation", "stop_on_nonfinite"]
 

@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from . import _inputs
+from .. import metrics as metrics_module
+from ..backends import _fast as fast
+from ..backends import init_rng
 from . import callbacks as callbacks_module
-from . import distributed as _distributed
-from . import metrics as metrics_module
-from .backends import _fast as fast
-from .backends import init_rng
+from . import inputs as _inputs
 from .progress import Progress
+from .step import LOCAL, Local, train_step
 
-__all__ = ["History", "evaluate", "fit", "sample_weights", "train_step"]
+__all__ = ["History", "evaluate", "fit", "sample_weights"]
 
 
 class History(dict):
@@ -40,34 +40,20 @@ class History(dict):
         Example:
             >>> model.fit(x, y, epochs=20, validation_data=(xv, yv)).plot("runs/history.png")
         """
-        from .plot import history
+        from .plots import history
 
         return history(self, path)
-
-
-def train_step(model: Any, x: Any, y: Any, weight: Any = None,
-               strategy: _distributed.Local = _distributed.LOCAL,
-               slots: list[tuple[str, Any, str]] | None = None) -> tuple[Any, Any]:
-    """One forward, backward and update on a batch on the device: ``(loss, output)``, nothing read back.
-
-    ``strategy`` (data parallel) weights this rank's loss gradient by its share of
-    the global batch and sums the gradients over the ranks before the update.
-    ``slots``: ``model.named_parameters()``, when the caller has it already.
-    """
-    out = model.forward(x, training=True)
-    loss = model.loss(out, y) if weight is None else model.loss(out, y, weight)
-    model.backward_params(strategy.scale(model.loss.backward()))
-    strategy.reduce(model)
-    model.optimizer.step(model.named_parameters() if slots is None else slots)
-    return loss, out
 
 
 def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
         shuffle: bool = True, validation_data: tuple[Any, Any] | None = None, verbose: int = 1,
         callbacks: Sequence[Any] = (), class_weight: dict[int, float] | None = None,
-        sample_weight: Any = None, on_nonfinite: str = "raise",
-        distributed: bool | _distributed.Communicator | None = None) -> History:
-    """Train ``model``; see :meth:`portnn.Sequential.fit` for the arguments."""
+        sample_weight: Any = None, on_nonfinite: str = "raise", strategy: Local = LOCAL) -> History:
+    """Train ``model``; see :meth:`portnn.Sequential.fit` for the arguments.
+
+    ``strategy``: how the fit is distributed (:class:`portnn.distributed.DataParallel`);
+    the loop calls the same steps on the single-process :data:`LOCAL`, whose are no-ops.
+    """
     if model.loss is None or model.optimizer is None:
         raise ValueError("Sequential.fit needs a loss and an optimizer: "
                          "Sequential(layers, loss='mse', optimizer=portnn.SGD(0.1))")
@@ -88,8 +74,8 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     cbs = callbacks_module.wrap(callbacks)
     callbacks_module.check_monitors(cbs, produced)
     history = History()
-    dp = _distributed.DataParallel.attach(model, distributed, n)
-    model.strategy = dp  # checkpoints written during fit: rank 0 writes, all wait
+    dp = strategy
+    dp.begin(n)
     slots = model.named_parameters()
     progress = Progress(verbose if dp.comm.is_main else 0, epochs, -(-n // batch_size))
     model.stop_training = False
@@ -155,7 +141,6 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     finally:
         progress.close()
         dp.close()
-        model.strategy = _distributed.LOCAL
     final = {k: v[-1] for k, v in history.items()}
     for cb in cbs:
         cb.on_train_end(final)
@@ -163,18 +148,18 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
 
 
 def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None,
-             distributed: bool | _distributed.Communicator | None = None) -> dict[str, float]:
-    """Mean loss and metrics on ``(x, y)`` as floats; see :meth:`portnn.Sequential.evaluate`."""
+             strategy: Local = LOCAL) -> dict[str, float]:
+    """Mean loss and metrics on ``(x, y)`` as floats; see :meth:`portnn.Sequential.evaluate`.
+
+    ``strategy.evaluate`` splits the work over the ranks of a distributed one.
+    """
     if model.loss is None:
         raise ValueError("Sequential.evaluate needs a loss")
     _check_values_device(model, "evaluate")
     metrics = metrics_module.get(model.metrics, model.loss)
     x, y = model.prepare_inputs(x, y)
-    comm = _distributed.resolve(distributed)
-    if comm is not None:  # each rank its part, the sums reduced
-        return _distributed.evaluate(x, y, comm, lambda xs, ys: _evaluate(
-            model, xs, ys, metrics=metrics, batch_size=batch_size))
-    return _evaluate(model, x, y, metrics=metrics, batch_size=batch_size)
+    return strategy.evaluate(x, y, lambda xs, ys: _evaluate(model, xs, ys, metrics=metrics,
+                                                            batch_size=batch_size))
 
 
 def _evaluate(model: Any, x: Any, y: Any, metrics: dict[str, Any],

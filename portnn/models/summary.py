@@ -21,7 +21,7 @@ def summary(model: Any, input_shape: Sequence[int] | None = None) -> str:
         raise ValueError("Sequential.summary: the input shape is not known yet; pass the shape of "
                          "one sample without the batch axis, e.g. summary(input_shape=(1, 28, 28)), "
                          "or call fit/predict first")
-    from ._inputs import _dtype
+    from ..training.inputs import _dtype
 
     be = model.backend
     x = be.xp.zeros((1, *shape), dtype=be.dtype(_dtype(model)), device=be.device)
@@ -64,7 +64,7 @@ def _size(a: Any) -> int:
 
 
 def _nbytes(a: Any) -> int:
-    from .backends import array_namespace
+    from ..backends import array_namespace
 
     xp = array_namespace(a)
     info = xp.finfo(a.dtype) if xp.isdtype(a.dtype, "real floating") else xp.iinfo(a.dtype)

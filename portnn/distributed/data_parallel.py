@@ -1,12 +1,4 @@
-"""Data-parallel training across processes, GPUs and machines.
-
-Start N copies of a script with ``mpiexec -n N python -m mpi4py train.py`` or
-``torchrun --nproc-per-node=N train.py``; :func:`init` picks the communicator
-from the launcher's environment (a size-1 one when started alone), and
-``model.fit(x, y, batch_size=B, distributed=True)`` then trains every rank on
-its slice of each global batch of ``B`` samples and sums the gradients between
-backward and the optimizer step, so N ranks reach the weights of one process
-with batch ``B``.
+"""Data parallelism: each rank trains on its slice of every global batch; the gradients meet.
 
 The pieces the training loop calls are public for custom loops:
 :func:`prepare`, :func:`shard`, :func:`reduce_gradients`, :func:`reduce_logs`.
@@ -15,105 +7,17 @@ The pieces the training loop calls are public for custom loops:
 from __future__ import annotations
 
 import math
-import os
-import sys
 from typing import Any
 
 import numpy as np
 
-from . import backends
-from ._dask import predict_dask
-from .backends import array_namespace
-from .backends._communicators import Communicator, MPICommunicator, TorchCommunicator
+from .. import backends
+from ..backends import array_namespace
+from ..backends._communicators import Communicator
+from ..training.step import LOCAL, Local
+from .launch import resolve
 
-__all__ = ["LOCAL", "Communicator", "DataParallel", "Local", "MPICommunicator", "TorchCommunicator", "init",
-           "launcher", "predict_dask", "prepare", "reduce_gradients", "reduce_logs", "shard"]
-
-# Set by mpiexec/srun through PMI/PMIx (MPICH, Intel MPI, MVAPICH, Slurm) or by Open MPI.
-_MPI_VARIABLES = ("PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-_KINDS = {"single": Communicator, "mpi": MPICommunicator, "torch": TorchCommunicator}
-_comm: Communicator | None = None
-
-
-def launcher(environ: dict[str, str] | None = None) -> str:
-    """Which launcher started this process: ``"torch"`` (torchrun), ``"mpi"`` or ``"single"``."""
-    env = os.environ if environ is None else environ
-    if "TORCHELASTIC_RUN_ID" in env or {"RANK", "WORLD_SIZE", "MASTER_ADDR"} <= set(env):
-        return "torch"
-    if any(name in env for name in _MPI_VARIABLES) or "mpi4py.MPI" in sys.modules:
-        return "mpi"
-    return "single"
-
-
-def init(kind: str | None = None) -> Communicator:
-    """The communicator of this job, created on the first call and returned again after.
-
-    Args:
-        kind: ``"mpi"``, ``"torch"`` or ``"single"``; default: from the launcher's
-            environment (mpiexec -> mpi4py, torchrun -> ``torch.distributed``, none -> size 1).
-
-    With ``PORTNN_BACKEND=cupy`` (or ``PORTNN_DEVICE=cuda``) and no device
-    index, each rank computes on ``cuda:<local_rank>``. Under MPI an uncaught
-    exception on any rank aborts the whole job instead of leaving the others waiting.
-
-    Example:
-        >>> comm = portnn.distributed.init()
-        >>> print(comm.rank, comm.size)
-    """
-    global _comm
-    if _comm is not None:
-        if kind is not None and kind != _comm.kind:
-            raise RuntimeError(f"portnn.distributed.init({kind!r}): this process already runs a "
-                               f"{_comm.kind!r} communicator; init() returns it")
-        return _comm
-    kind = kind or launcher()
-    if kind not in _KINDS:
-        raise ValueError(f"portnn.distributed.init: unknown kind {kind!r}; valid: {sorted(_KINDS)}")
-    try:
-        comm = _KINDS[kind]()
-    except ImportError as exc:
-        package = {"mpi": '"portnn[mpi]" mpich (mpi4py plus an MPI)', "torch": "torch"}[kind]
-        raise RuntimeError(f"portnn.distributed.init: a {kind!r} communicator needs {exc.name}: "
-                           f"pip install {package}") from exc
-    if comm.size > 1 and isinstance(comm, MPICommunicator):
-        _abort_on_exception(comm)
-    device = rank_device(comm, os.environ)
-    if device is not None:
-        os.environ["PORTNN_DEVICE"] = device
-    _comm = comm
-    return comm
-
-
-def rank_device(comm: Communicator, environ: dict[str, str]) -> str | None:
-    """``cuda:<local_rank>`` where the environment asks for a GPU without saying which, else ``None``."""
-    device, backend = environ.get("PORTNN_DEVICE"), environ.get("PORTNN_BACKEND")
-    if comm.size > 1 and (device == "cuda" or (not device and backend == "cupy")):
-        return f"cuda:{comm.local_rank}"
-    return None
-
-
-def _abort_on_exception(comm: MPICommunicator) -> None:
-    """What ``python -m mpi4py`` does: a rank that dies takes the job with it."""
-    previous = sys.excepthook
-
-    def hook(*exc_info: Any) -> None:
-        previous(*exc_info)
-        sys.stderr.flush()
-        comm.abort(1)
-
-    sys.excepthook = hook
-
-
-def resolve(distributed: bool | Communicator | None) -> Communicator | None:
-    """``True`` -> :func:`init`, a communicator as is, ``None``/``False`` -> ``None``."""
-    if distributed is None or distributed is False:
-        return None
-    if distributed is True:
-        return init()
-    if not isinstance(distributed, Communicator):
-        raise TypeError(f"distributed must be True, False, None or a portnn.distributed.Communicator, "
-                        f"got {type(distributed).__name__}")
-    return distributed
+__all__ = ["DataParallel", "evaluate", "predict", "prepare", "reduce_gradients", "reduce_logs", "shard"]
 
 
 # --------------------------------------------------------------------------- training
@@ -248,41 +152,6 @@ def reduce_logs(sums: dict[str, Any], comm: Communicator) -> dict[str, float | N
     return {k: float(total[i]) if total[len(keys) + i] else None for i, k in enumerate(keys)}
 
 
-class Local:
-    """The plan of a fit on one process: every step of data parallelism is a no-op.
-
-    The loop calls the same methods on it as on :class:`DataParallel`, so it has no
-    branches for distribution. ``model.strategy`` is this outside a distributed fit.
-    """
-
-    comm = Communicator()
-
-    def shared(self, order: np.ndarray | None) -> np.ndarray | None:
-        return order
-
-    def shard(self, start: int, stop: int, order: np.ndarray | None = None,
-              weights: np.ndarray | None = None) -> tuple[int, int]:
-        return start, stop
-
-    def scale(self, dy: Any) -> Any:
-        return dy
-
-    def reduce(self, model: Any) -> None:
-        pass
-
-    def end_epoch(self, sums: dict[str, Any]) -> dict[str, Any]:
-        return sums
-
-    def evaluate(self, x: Any, y: Any, local: Any) -> dict[str, float]:
-        return local(x, y)
-
-    def close(self) -> None:
-        pass
-
-
-LOCAL = Local()
-
-
 class DataParallel(Local):
     """One ``fit``'s data parallelism: which samples this rank trains on and how gradients meet.
 
@@ -291,25 +160,29 @@ class DataParallel(Local):
     :meth:`scale` and :meth:`reduce`), and :meth:`end_epoch`.
     """
 
-    def __init__(self, model: Any, comm: Communicator, n: int) -> None:
+    def __init__(self, model: Any, comm: Communicator) -> None:
         self.model, self.comm, self.weight = model, comm, 1.0
-        counts = [int(c) for c in comm.allgather(np.array([n]))]
-        if len(set(counts)) > 1:
-            raise ValueError(f"fit(distributed=...): every rank must pass the same whole (x, y) and take "
-                             f"its slices; the ranks hold {counts} samples")
-        prepare(model, comm)
-        self._sync = [layer for _, layer in model.layers_by_path() if getattr(layer, "sync", False)]
-        for layer in self._sync:
-            layer.allreduce = comm.allreduce
+        self._sync: list[Any] = []
 
     @classmethod
-    def attach(cls, model: Any, distributed: bool | Communicator | None, n: int) -> Local:
-        """The plan for a fit on ``n`` samples: :data:`LOCAL` when it runs on one process."""
+    def plan(cls, model: Any, distributed: bool | Communicator | None) -> Local:
+        """The strategy of a fit with ``distributed=...``: :data:`LOCAL` when it runs on one process."""
         comm = resolve(distributed)
         if comm is None or comm.size == 1:
             backends.set_stream(0)
             return LOCAL
-        return cls(model, comm, n)
+        return cls(model, comm)
+
+    def begin(self, n: int) -> None:
+        """Every rank rank 0's model, once each holds the same ``n`` samples."""
+        counts = [int(c) for c in self.comm.allgather(np.array([n]))]
+        if len(set(counts)) > 1:
+            raise ValueError(f"fit(distributed=...): every rank must pass the same whole (x, y) and take "
+                             f"its slices; the ranks hold {counts} samples")
+        prepare(self.model, self.comm)
+        self._sync = [layer for _, layer in self.model.layers_by_path() if getattr(layer, "sync", False)]
+        for layer in self._sync:
+            layer.allreduce = self.comm.allreduce
 
     def shared(self, order: np.ndarray | None) -> np.ndarray | None:
         """Rank 0's epoch permutation, for every rank (each drew one, so their generators stay alike)."""

@@ -36,10 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from . import losses, optimizers
-from .backends import Backend, get_backend, to_numpy, use_backend
-from .layers import Layer
-from .layers._base import REGISTRY, class_name
+from .. import losses, optimizers
+from ..backends import Backend, get_backend, to_numpy, use_backend
+from ..layers import Layer
+from ..layers._base import REGISTRY, class_name
 
 FORMAT = "portnn-checkpoint"
 VERSION = 1

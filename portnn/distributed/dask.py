@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from . import _checkpoint
-from .backends import to_numpy
+from ..backends import to_numpy
+from ..training import checkpoints as _checkpoint
 
 __all__ = ["predict_dask"]
 
