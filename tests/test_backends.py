@@ -35,14 +35,14 @@ def test_default_is_numpy(monkeypatch):
     assert (be.name, be.device_name, rule) == ("numpy", "cpu", "default")
 
 
-def test_env_variables_select_backend_and_device():
+def test_env_variables_select_backend_and_device(torch):  # the torch fixture: skips without torch
     out = _run(RESOLVE, PORTNN_BACKEND="array_api_strict", PORTNN_DEVICE="device1")
     assert json.loads(out["out"]) == ["array_api_strict", "device1", "PORTNN_BACKEND"], out["err"]
     out = _run(RESOLVE, PORTNN_BACKEND="torch")
     assert json.loads(out["out"]) == ["torch", "cpu", "PORTNN_BACKEND"], out["err"]
 
 
-def test_precedence_argument_over_use_over_set_over_env():
+def test_precedence_argument_over_use_over_set_over_env(torch):  # the torch fixture: skips without torch
     code = """
 import json, portnn
 from portnn.backends import resolve
@@ -125,6 +125,9 @@ def test_auto_picks_cupy_or_numpy():
 def test_bad_device_names_the_valid_ones():
     with pytest.raises(BackendError, match=r"no device 'device9'.*device1"):
         portnn.get_backend("array_api_strict", "device9")
+
+
+def test_bad_torch_device_names_the_valid_ones(torch):
     with pytest.raises(BackendError, match=r"backend 'torch' has no device 'cuda:7'"):
         portnn.get_backend("torch", "cuda:7")
 
@@ -181,7 +184,7 @@ def test_seeded_uniform_is_reproducible(backend):
     assert 0.0 <= a.min() and a.max() < 1.0 and 0.3 < a.mean() < 0.7
 
 
-def test_info_command_reports_backends_and_rule():
+def test_info_command_reports_backends_and_rule(torch):  # the torch fixture: skips without torch
     out = subprocess.run([sys.executable, "-m", "portnn", "info"], capture_output=True, text=True,
                          timeout=120, env={**__import__("os").environ, "PORTNN_BACKEND": "torch"})
     assert out.returncode == 0, out.stderr
