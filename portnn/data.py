@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _checks
 from .backends import init_rng
 
 __all__ = ["DataError", "MNIST_FILES", "SHIPPED_MNIST", "batches", "load_mnist", "locate_mnist",
@@ -259,6 +260,8 @@ def make_moons(n_samples: int = 200, noise: float = 0.2,
     Example:
         >>> x, y = portnn.data.make_moons(200, noise=0.2, seed=0)
     """
+    n_samples = _checks.integer("make_moons", "n_samples", n_samples)
+    noise = _checks.nonnegative("make_moons", "noise", noise)
     rng = init_rng() if seed is None else np.random.default_rng(seed)
     n_out = n_samples // 2
     n_in = n_samples - n_out

@@ -380,6 +380,17 @@ BAD = [
      r"parameters live on different backends \(layers\[0\].*layers\[2\]"),
     ("model-split-predict", lambda be: _split_model(be).predict(X), portnn.DeviceMismatchError,
      r"parameters live on different backends.*model.to\(backend, device\)"),
+    ("softmax-axis-out-of-range", lambda be: portnn.Softmax(axis=2).forward(be.asarray(X)), ValueError,
+     r"Softmax\(axis=2\): the input has 2 dimensions \(shape \(4, 2\)\); pass an axis in \[-2, 2\)"),
+    ("model-empty-fit", lambda be: portnn.Sequential([], loss="mse", optimizer="sgd").fit(X, X, verbose=0),
+     ValueError, r"Sequential.fit: the model has no trainable parameter.*portnn.Dense"),
+    ("model-no-params-fit", lambda be: portnn.Sequential([portnn.ReLU()], loss="mse", optimizer="sgd").fit(
+        X, X, verbose=0), ValueError, r"Sequential.fit: the model has no trainable parameter"),
+    ("moons-negative-count", lambda be: portnn.data.make_moons(-5), ValueError,
+     r"make_moons: n_samples must be >= 1, got -5"),
+    ("moons-float-count", lambda be: portnn.data.make_moons(10.0), TypeError, r"make_moons: n_samples"),
+    ("moons-negative-noise", lambda be: portnn.data.make_moons(10, noise=-0.1), ValueError,
+     r"make_moons: noise must be >= 0"),
     # ---- NaN epochs
     ("nan-weights", lambda be: _nan_weights().fit(X, Y, epochs=3, verbose=0), portnn.NonFiniteLossError,
      r"training loss is nan at epoch 1/3.*Lower the learning rate"),
@@ -400,6 +411,9 @@ FILES = [
     ("load-wrong-shape", lambda be, tmp: _load_edited(tmp, lambda a: a.update(
         {"param/0/bias": np.zeros(5, np.float32)})), portnn.CheckpointError,
      r"'param/0/bias' has shape \(5,\)"),
+    ("load-nonfinite", lambda be, tmp: _load_edited(tmp, lambda a: a["param/0/weight"].__setitem__(
+        (0, 1), np.nan)), portnn.CheckpointError,
+     r"'param/0/weight' holds NaN or inf.*allow_nonfinite=True"),
     ("load-missing", lambda be, tmp: portnn.Sequential.load(tmp / "none.npz"), FileNotFoundError,
      r"none\.npz"),
 ]
@@ -421,14 +435,20 @@ def _diverging():
     return portnn.Sequential([portnn.Dense(2, 1)], loss="mse", optimizer=portnn.SGD(10.0))
 
 
-def _load_edited(tmp, edit):
+def _load_edited(tmp, edit, **load):
     path = tmp / "model.npz"
     net().save(path)
     with np.load(path) as f:
         arrays = dict(f)
     edit(arrays)
     np.savez(path, **arrays)
-    return portnn.Sequential.load(path)
+    return portnn.Sequential.load(path, **load)
+
+
+def test_a_nonfinite_checkpoint_loads_when_allowed(tmp_path):
+    model = _load_edited(tmp_path, lambda a: a["param/0/weight"].__setitem__((0, 1), np.nan),
+                         allow_nonfinite=True)
+    assert np.isnan(portnn.to_numpy(model.layers[0].params["weight"])[0, 1])
 
 
 @pytest.mark.parametrize("action, error, pattern", [pytest.param(*c[1:], id=c[0]) for c in BAD])

@@ -76,6 +76,9 @@ class Softmax(Layer):
         self.axis = axis
 
     def forward(self, x: Any, training: bool = False) -> Any:
+        if not -x.ndim <= self.axis < x.ndim:
+            raise ValueError(f"Softmax(axis={self.axis}): the input has {x.ndim} dimensions (shape "
+                             f"{tuple(x.shape)}); pass an axis in [{-x.ndim}, {x.ndim}), e.g. -1")
         xp = array_namespace(x)
         e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
         self.y = e / xp.sum(e, axis=self.axis, keepdims=True)

@@ -216,15 +216,16 @@ class BaseModel(Layer):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], backend: str | Backend | None = None,
-             device: str | None = None) -> BaseModel:
+             device: str | None = None, allow_nonfinite: bool = False) -> BaseModel:
         """Rebuild a saved model and its optimizer state on the active backend or ``backend``/``device``.
 
         A checkpoint saved on one backend loads on any other. Raises
         ``FileNotFoundError`` for a missing file and :class:`CheckpointError`
-        (naming the path) for a truncated, foreign or inconsistent one.
+        (naming the path) for a truncated, foreign or inconsistent one, and for
+        one whose arrays hold NaN or inf unless ``allow_nonfinite=True``.
 
         Example:
             >>> model = portnn.Sequential.load("mnist.npz", backend="numpy")
         """
         with get_backend(backend, device).activate():
-            return _checkpoint.load(cls, path, backend, device)
+            return _checkpoint.load(cls, path, backend, device, allow_nonfinite)

@@ -123,9 +123,10 @@ def _alive(pid: int) -> bool:
 
 
 def load(cls: type | None, path: str | os.PathLike[str], backend: str | Backend | None = None,
-         device: str | None = None) -> Any:
+         device: str | None = None, allow_nonfinite: bool = False) -> Any:
     """Rebuild a model saved by :func:`save` on ``backend``/``device`` (default: the active one);
-    ``cls=None``: the class the file names (``Sequential`` for files older than that entry)."""
+    ``cls=None``: the class the file names (``Sequential`` for files older than that entry).
+    NaN or inf in a saved array is a :class:`CheckpointError` unless ``allow_nonfinite``."""
     target = get_backend(backend, device)
     data, meta = _read(path)
     cls = cls or _model_class(path, meta)
@@ -148,6 +149,9 @@ def load(cls: type | None, path: str | os.PathLike[str], backend: str | Backend 
     expected.update({_key("buffer", p): (layer.buffers, k) for p, layer, k in model.named_buffers()})
     params = {p: layer.params[k] for p, layer, k in model.named_parameters()}
     for name, value in data.items():
+        if not allow_nonfinite and value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise CheckpointError(f"{path}: {name!r} holds NaN or inf (the saved training had "
+                                  "diverged?); load it anyway with allow_nonfinite=True")
         if name in expected:
             store, key = expected.pop(name)
             _check_fits(path, name, value, store[key])

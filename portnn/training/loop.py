@@ -74,9 +74,13 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     cbs = callbacks_module.wrap(callbacks)
     callbacks_module.check_monitors(cbs, produced)
     history = History()
+    slots = model.named_parameters()
+    if not slots:
+        raise ValueError(f"{type(model).__name__}.fit: the model has no trainable parameter, so there "
+                         "is nothing to train; add a layer with weights (e.g. portnn.Dense), or use "
+                         "predict/evaluate only")
     dp = strategy
     dp.begin(n)
-    slots = model.named_parameters()
     progress = Progress(verbose if dp.comm.is_main else 0, epochs, -(-n // batch_size))
     model.stop_training = False
     for cb in cbs:
