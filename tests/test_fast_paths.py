@@ -169,8 +169,8 @@ OPTIMIZERS = {
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
-def test_optimizer_update_all_equals_per_parameter_update(backend, name):
-    """``update_all`` (foreach where the backend has it) against the portable ``update``."""
+def test_optimizer_foreach_equals_portable(backend, name):
+    """Each formula on the backend's foreach ops (torch's ``_foreach_*``) against the portable list loops."""
     dt = _dtype(backend)
     grads = [{"weight": rng.standard_normal((3, 2)), "bias": rng.standard_normal(2)} for _ in range(4)]
 

@@ -277,22 +277,107 @@ def like(a: Any, template: Any) -> Any:
     return a
 
 
-def foreach(x: Any) -> Any | None:
-    """torch's multi-tensor ``_foreach_*`` operations for ``x``'s library, or ``None``.
+def foreach(x: Any) -> Any:
+    """Multi-tensor operations for ``x``'s library, named and called as torch's ``_foreach_*``.
 
-    The result has ``mul_``, ``add_``, ``add``, ``lerp_``, ``addcmul_``,
-    ``addcdiv_``, ``sqrt`` and ``div_``: one call updates a whole list of
-    arrays (one kernel launch on a GPU instead of one per parameter).
+    ``mul_``, ``div_``, ``add_`` (a list or a scalar), ``add``, ``lerp_``,
+    ``addcmul_``, ``addcdiv_`` and ``sqrt`` take lists of arrays and return the
+    resulting list, which the caller keeps. torch: its own ``_foreach_*``, one
+    call for the whole list (one kernel launch on a GPU instead of one per
+    array); elsewhere (and inside ``portable()``) :data:`PORTABLE_FOREACH`.
     """
     global _TORCH_FOREACH
     if not _torch(x):
-        return None
+        return PORTABLE_FOREACH
     if _TORCH_FOREACH is None:
         import torch
 
-        _TORCH_FOREACH = types.SimpleNamespace(**{name: getattr(torch, f"_foreach_{name}") for name in (
-            "mul_", "add_", "add", "lerp_", "addcmul_", "addcdiv_", "sqrt", "div_")})
+        def returning(op: Any) -> Any:
+            def run(xs: list[Any], *args: Any, **kwargs: Any) -> list[Any]:
+                op(xs, *args, **kwargs)
+                return xs
+            return run
+
+        ops = {name: getattr(torch, f"_foreach_{name}") for name in ("add", "sqrt")}
+        ops.update({name: returning(getattr(torch, f"_foreach_{name}")) for name in (
+            "mul_", "div_", "add_", "lerp_", "addcmul_", "addcdiv_")})
+        _TORCH_FOREACH = types.SimpleNamespace(**ops)
     return _TORCH_FOREACH
 
 
 _TORCH_FOREACH: Any = None
+
+# The portable multi-tensor operations: a loop over the list. ``x *= a`` is in place on NumPy,
+# CuPy and torch and a new array where arrays are immutable (JAX), so each op collects what its
+# statements leave in ``x`` and returns that. The passes over memory are those of the
+# per-parameter expressions they replace (``m *= b1; m += (1 - b1) * g``).
+
+
+def _mul_(xs: list[Any], scalar: float) -> list[Any]:
+    out = []
+    for x in xs:
+        x *= scalar
+        out.append(x)
+    return out
+
+
+def _div_(xs: list[Any], scalar: float) -> list[Any]:
+    out = []
+    for x in xs:
+        x /= scalar
+        out.append(x)
+    return out
+
+
+def _add_(xs: list[Any], other: Any, alpha: float = 1.0) -> list[Any]:
+    out = []
+    if not isinstance(other, list):
+        for x in xs:
+            x += other
+            out.append(x)
+    elif alpha == 1:
+        for x, y in zip(xs, other, strict=True):
+            x += y
+            out.append(x)
+    else:
+        for x, y in zip(xs, other, strict=True):
+            x += alpha * y
+            out.append(x)
+    return out
+
+
+def _add(xs: list[Any], ys: list[Any], alpha: float = 1.0) -> list[Any]:
+    return [x + (y if alpha == 1 else alpha * y) for x, y in zip(xs, ys, strict=True)]
+
+
+def _lerp_(xs: list[Any], ends: list[Any], weight: float) -> list[Any]:
+    out = []
+    for x, end in zip(xs, ends, strict=True):
+        x *= 1 - weight
+        x += weight * end
+        out.append(x)
+    return out
+
+
+def _addcmul_(xs: list[Any], a: list[Any], b: list[Any], value: float = 1.0) -> list[Any]:
+    out = []
+    for x, p, q in zip(xs, a, b, strict=True):
+        x += value * (p * q)
+        out.append(x)
+    return out
+
+
+def _addcdiv_(xs: list[Any], a: list[Any], b: list[Any], value: float = 1.0) -> list[Any]:
+    out = []
+    for x, p, q in zip(xs, a, b, strict=True):
+        x += value * (p / q)
+        out.append(x)
+    return out
+
+
+def _sqrt(xs: list[Any]) -> list[Any]:
+    return [array_namespace(x).sqrt(x) for x in xs]
+
+
+PORTABLE_FOREACH = types.SimpleNamespace(mul_=_mul_, div_=_div_, add_=_add_, add=_add, lerp_=_lerp_,
+                                         addcmul_=_addcmul_, addcdiv_=_addcdiv_, sqrt=_sqrt)
