@@ -29,8 +29,10 @@ class Loss:
 
     def __call__(self, y_pred: Any, y_true: Any, weight: Any = None) -> Any:
         self._y_pred = y_pred
+        self._scale = None if weight is None else _weight_scale(self, weight, y_pred)
+        if fast._numpy(y_pred):  # no current device to set: spare a per-sample step the context
+            return self.forward(y_pred, y_true)
         with activate_for(y_pred):  # CuPy computes on its current device: make it y_pred's
-            self._scale = None if weight is None else _weight_scale(self, weight, y_pred)
             return self.forward(y_pred, y_true)
 
     def _weigh(self, per_sample: Any) -> Any:
@@ -45,6 +47,8 @@ class Loss:
 
     def backward(self) -> Any:
         """``d loss / d y_pred`` of the last call, computed on that call's device."""
+        if fast._numpy(self._y_pred):
+            return self.gradient()
         with activate_for(self._y_pred):
             return self.gradient()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,11 @@ def class_name(cls: type) -> str:
     ``"module.QualName"`` (``"__main__.Square"``), so that a user's class never shadows one."""
     own = cls.__module__.split(".")[0] == "portnn"
     return cls.__name__ if own else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _holds_layers(value: Any) -> bool:
+    return isinstance(value, Layer) or (
+        isinstance(value, list | tuple) and any(isinstance(v, Layer) for v in value))
 
 
 class Layer:
@@ -74,6 +80,11 @@ class Layer:
         Found when asked (never on the hot path), so a layer registers a child by assigning it:
         ``self.conv1 = Conv2D(...)`` is ``"conv1"``, ``self.blocks = [a, b]`` is ``"blocks.0"``, ...
         """
+        # On CPython 3.11 reading vars(self) turns the instance's attributes into a dict for
+        # good, and every later `self.x` in forward/backward pays for it (a Tanh forward 0.46 ->
+        # 0.57 us). gc.get_referents reads them in place: a leaf holding no layer is answered so.
+        if not any(_holds_layers(value) for value in gc.get_referents(self)):
+            return {}
         found = {}
         for name, value in vars(self).items():
             if isinstance(value, Layer):

@@ -93,7 +93,8 @@ class Sequential(BaseModel):
             return
         # Nothing reads the gradient below the first trained layer: stop there, without its dx.
         layers, first = self.layers, 0
-        while first < len(layers) and not _trained(layers[first]):  # a loop: no generator per step
+        # A loop, no generator per step; `params` first: named_parameters() only for blocks.
+        while first < len(layers) and not (layers[first].params or layers[first].named_parameters()):
             first += 1
         if first < len(layers):
             for layer in layers[:first:-1]:
@@ -119,10 +120,6 @@ def _layer_list(layers: Any) -> list[Any]:
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential: layers[{i}] must be a Layer instance, got {_checks._got(layer)}")
     return layers
-
-
-def _trained(layer: Layer) -> bool:
-    return bool(layer.params) or bool(layer.named_parameters())  # the second: blocks of layers
 
 
 _ACTIVATIONS = {"relu": layers_module.ReLU, "sigmoid": layers_module.Sigmoid,

@@ -13,7 +13,9 @@ back from the device.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -25,6 +27,9 @@ from . import clipping
 Schedule = Callable[[int], float]
 
 __all__ = ["SGD", "Adam", "AdamW", "Optimizer", "RMSProp", "get"]
+
+
+_NONES = itertools.repeat(None)
 
 
 class Optimizer:
@@ -61,6 +66,7 @@ class Optimizer:
         self.epoch = 0
         self.t = 0
         self.state: dict[str, dict[str, Any]] = {}
+        self._slots: Any = None  # the last step()'s argument, and its paths
 
     @property
     def current_lr(self) -> float:
@@ -78,19 +84,22 @@ class Optimizer:
         truth (on NumPy, CuPy and torch the same arrays, updated in place; new
         ones where arrays are immutable).
         """
-        slots = layers if isinstance(layers, list) and layers and isinstance(layers[0], tuple) else [
-            (f"{i}.{key}", layer, key) for i, layer in enumerate(layers) for key in layer.params]
-        params, grads = [], []
-        for path, owner, key in slots:
-            g = owner.grads.get(key)
-            if g is None:
-                raise ValueError(f"{type(self).__name__}.step: {path!r} ({type(owner).__name__}) has "
-                                 "no gradient; run backward before step")
-            params.append(owner.params[key])
-            grads.append(g)
-        new = self.apply([path for path, _, _ in slots], params, grads)
-        for (_, owner, key), old, w in zip(slots, params, new, strict=True):
-            if w is not old:
+        if layers is not self._slots:  # a fit passes the same list every step: its paths are kept
+            self._slots = layers
+            slots = layers if isinstance(layers, list) and layers and isinstance(layers[0], tuple) else [
+                (f"{i}.{key}", layer, key) for i, layer in enumerate(layers) for key in layer.params]
+            self._paths = [path for path, _, _ in slots]
+            self._slots_seen = slots
+        slots = self._slots_seen
+        params = [owner.params[key] for _, owner, key in slots]
+        grads = [owner.grads.get(key) for _, owner, key in slots]
+        if any(map(operator.is_, grads, _NONES)):  # `None in grads` would compare arrays
+            path, owner, _ = slots[[g is None for g in grads].index(True)]
+            raise ValueError(f"{type(self).__name__}.step: {path!r} ({type(owner).__name__}) has "
+                             "no gradient; run backward before step")
+        new = self.apply(self._paths, params, grads)
+        if any(map(operator.is_not, new, params)):  # immutable arrays: new ones to keep
+            for (_, owner, key), w in zip(slots, new, strict=True):
                 owner.params.store(key, w)
 
     def apply(self, paths: list[str], params: list[Any], grads: list[Any]) -> list[Any]:
@@ -139,7 +148,7 @@ class Optimizer:
 
     def config(self) -> dict[str, Any]:
         """Constructor arguments for checkpoints (a schedule without ``config()`` saves its current lr)."""
-        keep = {k: v for k, v in vars(self).items() if k not in ("state", "epoch", "t")}
+        keep = {k: v for k, v in vars(self).items() if k not in ("state", "epoch", "t") and k[0] != "_"}
         if callable(self.lr):
             keep["lr"] = self.lr.config() if hasattr(self.lr, "config") else self.current_lr
         return keep
