@@ -24,8 +24,11 @@ def class_name(cls: type) -> str:
 
 
 def _holds_layers(value: Any) -> bool:
+    """A layer, or a list, tuple or dict holding one (an attribute dict made already, too)."""
+    if isinstance(value, dict):
+        value = list(value.values())
     return isinstance(value, Layer) or (
-        isinstance(value, list | tuple) and any(isinstance(v, Layer) for v in value))
+        isinstance(value, list | tuple) and any(_holds_layers(v) for v in value))
 
 
 class Layer:
