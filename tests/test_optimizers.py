@@ -112,7 +112,7 @@ def test_updates_in_place_and_state_on_device(backend, name):
     assert optimizer.t == len(GRADS)
 
 
-def test_state_on_meta_device():
+def test_state_on_meta_device(torch):  # the torch fixture: skips without torch
     with portnn.use_backend("torch", "meta") as be:
         layer = portnn.Dense(3, 2)
         layer.grads = {k: be.xp.ones_like(v) for k, v in layer.params.items()}
