@@ -177,9 +177,10 @@ class CrossEntropy(Loss):
         if y_true.shape[0] != y_pred.shape[0]:
             raise ValueError(f"CrossEntropy: {y_pred.shape[0]} rows of logits but "
                              f"{y_true.shape[0]} labels")
-        if y_true.dtype == xp.int64:
+        index = fast.index_dtype(y_true)
+        if y_true.dtype == index:
             return y_true
-        return xp.astype(y_true, xp.int64)
+        return xp.astype(y_true, index)
 
 
 def _weight_scale(loss: Loss, weight: Any, y_pred: Any) -> Any:

@@ -31,9 +31,9 @@ def top5_accuracy(y_pred: Any, y_true: Any, loss: Any) -> Any:
     """Number of samples whose true class is among the 5 highest scores (fewer than 5 rank above it)."""
     xp = array_namespace(y_pred)
     labels = y_true if y_true.ndim == 1 else xp.argmax(y_true, axis=1)
-    labels = xp.astype(labels, xp.int64)
+    labels = xp.astype(labels, fast.index_dtype(labels))
     true_score = fast.take_along_axis(y_pred, xp.reshape(labels, (-1, 1)), axis=1)
-    above = xp.sum(xp.astype(y_pred > true_score, xp.int64), axis=1)
+    above = xp.sum(xp.astype(y_pred > true_score, fast.index_dtype(labels)), axis=1)
     return xp.sum(xp.astype(above < 5, y_pred.dtype))
 
 

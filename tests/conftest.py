@@ -17,6 +17,7 @@ DEVICES = [
     ("array_api_strict", "device1"),
     ("array_api_strict", "no_float64"),
     ("torch", "cpu"),
+    ("jax", "cpu"),
     ("cupy", "cuda:0"),
     ("torch", "cuda:0"),
 ]

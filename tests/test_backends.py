@@ -72,10 +72,11 @@ def test_env_unknown_backend_fails_clearly():
 
 
 def test_unknown_backend_lists_valid_names():
-    with pytest.raises(BackendError, match="unknown backend 'jax'; valid names: numpy, cupy, torch"):
-        portnn.get_backend("jax")
+    with pytest.raises(BackendError, match="unknown backend 'mxnet'; valid names: numpy, cupy, torch, "
+                                           "array_api_strict, jax, auto"):
+        portnn.get_backend("mxnet")
     with pytest.raises(BackendError):
-        portnn.set_backend("jax")
+        portnn.set_backend("mxnet")
     assert resolve()[0].name == "numpy"  # a failed set_backend changes nothing
 
 

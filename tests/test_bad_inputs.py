@@ -22,7 +22,8 @@ from portnn.training import checkpoints as _checkpoint
 # Diverging training overflows on the way to the NaN epoch it is meant to stop at (NumPy warns).
 pytestmark = pytest.mark.filterwarnings("ignore:(overflow|invalid value) encountered:RuntimeWarning")
 
-BACKENDS = [_param(*d) for d in [("numpy", "cpu"), ("array_api_strict", "device1"), ("torch", "cpu")]]
+BACKENDS = [_param(*d) for d in [("numpy", "cpu"), ("array_api_strict", "device1"), ("torch", "cpu"),
+                                  ("jax", "cpu")]]
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
 Y = np.array([[0], [1], [1], [0]], np.float32)
@@ -62,7 +63,9 @@ class OnDevice:
 
 
 def _data(be, a):
-    return be.asarray(a.data, dtype=str(a.data.dtype)) if isinstance(a, OnDevice) else a
+    if not isinstance(a, OnDevice):
+        return a
+    return be.asarray(a.data, dtype=be.index_dtype if a.data.dtype == np.int64 else str(a.data.dtype))
 
 
 def with_nan(a, row, col=0, value=NAN):

@@ -15,7 +15,7 @@ rng = np.random.default_rng(0)
 X = rng.standard_normal((12, 4)).astype(np.float32)
 Y = rng.integers(0, 3, 12)
 
-SOURCES = [("numpy", "cpu"), ("array_api_strict", "device1"), ("torch", "cpu")]
+SOURCES = [("numpy", "cpu"), ("array_api_strict", "device1"), ("torch", "cpu"), ("jax", "cpu")]
 
 
 def _mlp(optimizer=None):

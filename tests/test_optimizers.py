@@ -103,7 +103,8 @@ def test_updates_in_place_and_state_on_device(backend, name):
     optimizer = CASES[name][0](0.05)
     _run_portnn(backend, optimizer, layer)
     for key, value in layer.params.items():
-        assert value is before[key], f"{name}: {key} was replaced, not updated in place"
+        # Identity only where arrays are mutable; on JAX the dict holds the new array.
+        assert (value is before[key]) == backend.mutable, f"{name}: {key} identity on {backend}"
         assert not np.allclose(portnn.to_numpy(value), W0[key])
     states = [a for s in optimizer.state.values() for a in s.values()]
     assert states or name == "sgd"

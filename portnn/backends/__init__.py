@@ -41,7 +41,7 @@ __all__ = [
     "use_backend",
 ]
 
-NAMES = ("numpy", "cupy", "torch", "array_api_strict", "auto")
+NAMES = (*LIBRARIES, "auto")
 
 
 @dataclass(frozen=True)
@@ -135,9 +135,30 @@ class Backend:
         """float32 samples from [0, 1) on the device, from the seeded per-device generator."""
         key = (self.name, self.device_name)
         with self.activate():
-            if key not in _device_rngs:
+            sample, _device_rngs[key] = self.library.uniform(self.generator(), tuple(shape), None,
+                                                             self.device)
+            return sample
+
+    def generator(self) -> Any:
+        """The seeded per-device generator dropout draws from (made on first use): the library's
+        own, or a JAX key, which each draw replaces with the next."""
+        key = (self.name, self.device_name)
+        if key not in _device_rngs:
+            with self.activate():
                 _device_rngs[key] = self.library.generator(_stream_seed(), self.device)
-            return self.library.uniform(_device_rngs[key], tuple(shape), None, self.device)
+        return _device_rngs[key]
+
+    @property
+    def mutable(self) -> bool:
+        """Whether arrays update in place (``x *= a``); ``False`` on JAX, where it makes a new one."""
+        return self.library.mutable
+
+    @property
+    def index_dtype(self) -> str:
+        """The widest integer dtype here, for labels and indices: ``"int64"``, or ``"int32"`` (JAX
+        without x64)."""
+        supported = self.xp.__array_namespace_info__().dtypes(device=self.device)
+        return "int64" if "int64" in supported else "int32"
 
 
 # --------------------------------------------------------------------------- random numbers
@@ -336,10 +357,9 @@ def array_namespace(*arrays: Any) -> Any:
 def backend_of(x: Any) -> Backend:
     """The backend an array lives on."""
     xp = array_namespace(x)
-    for name in ("numpy", "cupy", "torch", "array_api_strict"):
-        if getattr(array_api_compat, f"is_{name}_namespace")(xp):
-            dev = array_api_compat.device(x)
-            return _make(name, LIBRARIES[name].device_name(dev))
+    for name, library in LIBRARIES.items():
+        if library.is_namespace(xp):
+            return _make(name, library.device_name(array_api_compat.device(x)))
     raise BackendError(f"arrays of {xp.__name__} are not supported; valid backends: {NAMES}")
 
 

@@ -68,11 +68,18 @@ class Communicator:
         return f"{type(self).__name__}(rank={self.rank}, size={self.size}, local_rank={self.local_rank})"
 
 
-def _through_host(x: Any, collective: Any) -> Any:
-    """Run a NumPy collective on an array of any backend, copying through the host."""
+def _through_host(x: Any, collective: Any, shape: tuple[int, ...] | None = None) -> Any:
+    """Run a NumPy collective on an array of any backend, copying through the host.
+
+    Inside a compiled step (a traced ``x``) the copy and the collective are a host callback of
+    the program; ``shape`` is the result's where it differs from ``x``'s (allgather).
+    """
     if isinstance(x, np.ndarray):
         return collective(np.ascontiguousarray(x))
     be = backend_of(x)
+    if be.library.is_traced(x):
+        return be.library.host_callback(lambda a: collective(np.ascontiguousarray(a)), x,
+                                        tuple(x.shape) if shape is None else shape)
     host = np.ascontiguousarray(be.to_numpy(x))
     return be.asarray(collective(host), dtype=str(host.dtype))
 
@@ -102,7 +109,8 @@ class MPICommunicator(Communicator):
             if self._nccl is None:
                 self._nccl = _CupyNccl(self, x)
             return getattr(self._nccl, name)(x, *args)
-        return _through_host(x, host)
+        shape = (self.size * x.shape[0], *x.shape[1:]) if name == "allgather" else None
+        return _through_host(x, host, shape)
 
     def allreduce(self, x: Any) -> Any:
         def host(a: np.ndarray) -> np.ndarray:

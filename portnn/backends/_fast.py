@@ -26,8 +26,9 @@ import numpy as np
 
 from . import activate_for, array_namespace
 
-__all__ = ["clip", "col2im", "contiguous", "foreach", "iota", "launch_bound", "like", "mask", "matmul_nt",
-           "mean", "portable", "row_argmax", "row_max", "sliding_windows", "sum", "take", "take_along_axis"]
+__all__ = ["clip", "col2im", "contiguous", "foreach", "index_dtype", "iota", "launch_bound", "like", "mask",
+           "matmul_nt", "mean", "portable", "row_argmax", "row_max", "sliding_windows", "sum", "take",
+           "take_along_axis"]
 
 _portable: contextvars.ContextVar[bool] = contextvars.ContextVar("portnn_portable", default=False)
 
@@ -173,18 +174,37 @@ def clip(x: Any, min: float | None = None, max: float | None = None) -> Any:  # 
     return array_namespace(x).clip(x, min=min, max=max)
 
 
+_INDEX: dict[type, Any] = {}
+
+
+def index_dtype(x: Any) -> Any:
+    """The widest integer dtype of ``x``'s namespace: int64, or int32 where it has none (JAX
+    without x64, which would truncate int64 with a warning)."""
+    kind = type(x)
+    found = _INDEX.get(kind)
+    if found is None:
+        xp = array_namespace(x)
+        found = _INDEX[kind] = getattr(xp, "int64" if "int64" in xp.__array_namespace_info__().dtypes(
+            kind="signed integer") else "int32")
+    return found
+
+
 _IOTA: dict[tuple[Any, ...], Any] = {}
 
 
 def iota(n: int, like: Any) -> Any:
-    """``arange(n)`` (int64) on ``like``'s device, made once and reused, so it costs no op per step."""
+    """``arange(n)`` (:func:`index_dtype`) on ``like``'s device, made once and reused, so it costs
+    no op per step. Not kept for JAX: inside a compiled step it is a constant of the program, and a
+    kept one would be a traced value outliving its trace."""
+    xp = array_namespace(like)
+    if compat.is_jax_array(like):
+        return xp.arange(n, dtype=index_dtype(like))
     device = compat.device(like)
     key = (type(like), str(device), n)
     found = _IOTA.get(key)
     if found is None:
-        xp = array_namespace(like)
         with activate_for(like):  # array-api-compat's CuPy arange ignores device=: the current one
-            found = _IOTA[key] = xp.arange(n, dtype=xp.int64, device=device)
+            found = _IOTA[key] = xp.arange(n, dtype=index_dtype(like), device=device)
     return found
 
 
@@ -335,7 +355,7 @@ def _add_(xs: list[Any], other: Any, alpha: float = 1.0) -> list[Any]:
         for x in xs:
             x += other
             out.append(x)
-    elif alpha == 1:
+    elif _one(alpha):
         for x, y in zip(xs, other, strict=True):
             x += y
             out.append(x)
@@ -347,7 +367,12 @@ def _add_(xs: list[Any], other: Any, alpha: float = 1.0) -> list[Any]:
 
 
 def _add(xs: list[Any], ys: list[Any], alpha: float = 1.0) -> list[Any]:
-    return [x + (y if alpha == 1 else alpha * y) for x, y in zip(xs, ys, strict=True)]
+    return [x + (y if _one(alpha) else alpha * y) for x, y in zip(xs, ys, strict=True)]
+
+
+def _one(alpha: Any) -> bool:
+    """Whether a factor is the Python number 1 (a traced learning rate inside a compiled step is not)."""
+    return isinstance(alpha, int | float) and alpha == 1
 
 
 def _lerp_(xs: list[Any], ends: list[Any], weight: float) -> list[Any]:

@@ -1,7 +1,8 @@
 """What portnn knows about each array library: import, devices, transfer, RNG.
 
-Everything that names numpy, cupy, torch or array_api_strict lives here, so
-that the rest of portnn deals only in Array API namespaces.
+Everything that names numpy, cupy, torch, array_api_strict or jax lives here, so
+that the rest of portnn deals only in Array API namespaces. :data:`LIBRARIES` is
+the one registry: every other list of libraries derives from it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import contextlib
 import importlib
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 from ._errors import BackendError
@@ -21,6 +23,9 @@ class Library:
     name = ""
     module = ""
     pip = ""
+    compat = ""  # array-api-compat's name for it: ``is_<compat>_namespace``
+    mutable = True  # whether ``x *= a`` updates the array itself (False: a new array, JAX)
+    compiles = False  # whether fit(jit=...) can compile a step (portnn.training.compiled)
 
     def load(self) -> Any:
         """Import the library and return its array-api-compat namespace."""
@@ -79,12 +84,32 @@ class Library:
     def to_numpy(self, array: Any) -> np.ndarray:
         return np.asarray(array)
 
+    def is_namespace(self, xp: Any) -> bool:
+        """Whether ``xp`` (an array-api-compat namespace) is this library's."""
+        return getattr(array_api_compat, f"is_{self.compat or self.name}_namespace")(xp)
+
+    def is_traced(self, array: Any) -> bool:
+        """Whether ``array`` is a value being traced into a compiled program (it has no data yet)."""
+        return False
+
+    def host_callback(self, fn: Any, array: Any, shape: tuple[int, ...]) -> Any:
+        """``fn`` (host array to host array of ``shape``) as a step of the program being traced."""
+        raise NotImplementedError(f"the {self.name} backend does not compile")
+
+    def compile(self, fn: Any, donate: tuple[int, ...] = ()) -> Any:
+        """``fn`` compiled into one program per argument shape (only where ``compiles``);
+        the arrays of the arguments at positions ``donate`` may be reused for its results."""
+        raise NotImplementedError(f"the {self.name} backend does not compile")
+
     def generator(self, seed: int | None, device: Any) -> Any:
         return np.random.default_rng(seed)
 
-    def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
-        """Uniform [0, 1) samples on `device`, drawn from the library's own generator."""
-        return self.from_numpy(gen.random(shape, dtype=np.float32), device)
+    def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> tuple[Any, Any]:
+        """Uniform [0, 1) float32 samples on ``device`` and the generator to draw from next.
+
+        A stateful generator (NumPy's, torch's, CuPy's) returns itself; a key (JAX's) the next key.
+        """
+        return self.from_numpy(gen.random(shape, dtype=np.float32), device), gen
 
 
 _NO_OP = contextlib.nullcontext()  # reusable and reentrant
@@ -114,8 +139,8 @@ class NumPy(Library):
     def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
         return np.array(array, copy=copy or None)
 
-    def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
-        return gen.random(shape, dtype=np.float32)
+    def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> tuple[Any, Any]:
+        return gen.random(shape, dtype=np.float32), gen
 
 
 class CuPy(Library):
@@ -186,11 +211,11 @@ class CuPy(Library):
         with self.activate(device):
             return cupy.random.default_rng(seed)
 
-    def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
+    def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> tuple[Any, Any]:
         import cupy
 
         with self.activate(device):
-            return gen.random(shape, dtype=cupy.float32)
+            return gen.random(shape, dtype=cupy.float32), gen
 
 
 class Torch(Library):
@@ -240,14 +265,15 @@ class Torch(Library):
             gen.manual_seed(seed)
         return gen
 
-    def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
+    def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> tuple[Any, Any]:
         import torch
 
-        return torch.rand(shape, generator=gen, device=device, dtype=torch.float32)
+        return torch.rand(shape, generator=gen, device=device, dtype=torch.float32), gen
 
 
 class ArrayAPIStrict(Library):
     name, module, pip = "array_api_strict", "array_api_strict", "array-api-strict"
+    compat = "array_api_strict"
 
     def default_device(self) -> Any:
         import array_api_strict
@@ -282,4 +308,104 @@ class ArrayAPIStrict(Library):
         return np.asarray(array_api_strict.asarray(array, device=self.default_device(), copy=True))
 
 
-LIBRARIES: dict[str, Library] = {lib.name: lib for lib in (NumPy(), CuPy(), Torch(), ArrayAPIStrict())}
+class Jax(Library):
+    """JAX: immutable arrays (``x *= a`` makes a new one) and compiled steps (``jax.jit``).
+
+    float64 and int64 exist only with ``jax.config.update("jax_enable_x64", True)``
+    (or ``JAX_ENABLE_X64=1``); otherwise float64 is a :class:`BackendError` and
+    labels are int32. The default device is JAX's: its first accelerator, else the CPU.
+    """
+
+    name, module = "jax", "jax"
+    pip = "jax  (CUDA: pip install -U 'jax[cuda12]'; on Colab it is preinstalled)"
+    mutable, compiles = False, True
+
+    def load(self) -> Any:
+        super().load()
+        import jax.numpy
+
+        return jax.numpy  # jax.numpy is itself an Array API namespace
+
+    def default_device(self) -> Any:
+        import jax
+
+        return jax.devices()[0]
+
+    def _all(self) -> dict[str, Any]:
+        import jax
+
+        found: dict[str, Any] = {}
+        for platform in ("cpu", "gpu", "tpu"):
+            try:
+                devices = jax.devices(platform)
+            except RuntimeError:  # no such platform here
+                continue
+            found.update({self.device_name(d): d for d in devices})
+        return found
+
+    def devices(self) -> list[str]:
+        return list(self._all())
+
+    def normalize(self, spec: Any) -> str:
+        if hasattr(spec, "platform"):
+            return self.device_name(spec)
+        text = str(spec).strip().lower()
+        if text in ("cpu:0", "cpu"):
+            return "cpu"
+        return _cuda_name(text.replace("gpu", "cuda")) if "gpu" in text or "cuda" in text else text
+
+    def device(self, spec: Any) -> Any:
+        return self.default_device() if spec is None else self._all()[super().device(spec)]
+
+    def device_name(self, device: Any) -> str:
+        if device is None:  # a traced array: the device of the step being compiled
+            return _tracing_device_name or self.device_name(self.default_device())
+        if device.platform == "cpu":
+            return "cpu" if device.id == 0 else f"cpu:{device.id}"
+        return f"{'cuda' if device.platform == 'gpu' else device.platform}:{device.id}"
+
+    def activate(self, device: Any) -> contextlib.AbstractContextManager[Any]:
+        import jax
+
+        return jax.default_device(device)  # new arrays without device= go there
+
+    def from_numpy(self, array: np.ndarray, device: Any, copy: bool = True) -> Any:
+        import jax
+
+        return jax.device_put(array, device)  # immutable: sharing host memory cannot leak writes
+
+    def compile(self, fn: Any, donate: tuple[int, ...] = ()) -> Any:
+        import jax
+
+        return jax.jit(fn, donate_argnums=donate)
+
+    def is_traced(self, array: Any) -> bool:
+        import jax
+
+        return isinstance(array, jax.core.Tracer)
+
+    def host_callback(self, fn: Any, array: Any, shape: tuple[int, ...]) -> Any:
+        import jax
+        from jax.experimental import io_callback
+
+        # Ordered: every rank runs its collectives in the program's order.
+        return io_callback(fn, jax.ShapeDtypeStruct(shape, array.dtype), array, ordered=True)
+
+    def generator(self, seed: int | None, device: Any) -> Any:
+        import jax
+
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        return jax.device_put(jax.random.key(seed), device)
+
+    def uniform(self, gen: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> tuple[Any, Any]:
+        import jax
+
+        gen, key = jax.random.split(gen)
+        return jax.random.uniform(key, shape, dtype=jax.numpy.float32), gen
+
+
+_tracing_device_name: str | None = None  # set by portnn.training.compiled while it traces a step
+
+
+LIBRARIES: dict[str, Library] = {lib.name: lib for lib in (NumPy(), CuPy(), Torch(), ArrayAPIStrict(), Jax())}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import array_api_extra as xpx
 import numpy as np
 
 from .. import backends
@@ -119,7 +120,10 @@ def _pieces(flat: Any, items: list[tuple[dict[str, Any], str]]) -> Any:
 def _broadcast_in_place(items: list[tuple[dict[str, Any], str]], comm: Communicator) -> None:
     for group in _groups(items):
         for store, key, value in _pieces(comm.broadcast(_pack(group)), group):
-            store[key][...] = value  # in place: parameters keep their identity
+            # In place where arrays are mutable (parameters keep their identity); else the new array.
+            new = xpx.at(store[key])[...].set(value)
+            if new is not store[key]:
+                (store.store if hasattr(store, "store") else store.__setitem__)(key, new)
 
 
 def reduce_gradients(layers: Any, comm: Communicator, weight: float = 1.0) -> None:
@@ -203,6 +207,9 @@ class DataParallel(Local):
     def scale(self, dy: Any) -> Any:
         """The loss gradient weighted by this rank's share: the gradient of the global mean loss."""
         return dy * self.weight
+
+    def per_step(self) -> dict[str, float]:
+        return {"weight": self.weight}
 
     def reduce(self, model: Any) -> None:
         reduce_gradients([layer for _, layer in model.layers_by_path()], self.comm)

@@ -102,7 +102,8 @@ class BaseModel(Layer):
             verbose: int = 1, callbacks: Sequence[Callback | CallbackFn] = (),
             class_weight: dict[int, float] | None = None, sample_weight: Any = None,
             on_nonfinite: str = "raise",
-            distributed: bool | _distributed.Communicator | None = None) -> History:
+            distributed: bool | _distributed.Communicator | None = None,
+            jit: bool | None = None) -> History:
         """Train for ``epochs`` passes over ``(x, y)``; the loop is :func:`portnn.training.fit`.
 
         Args:
@@ -129,6 +130,9 @@ class BaseModel(Layer):
             distributed: a :mod:`portnn.distributed` communicator (``True``:
                 ``init()``): every rank trains on its slice of each global
                 batch of ``batch_size`` and the gradients are summed; rank 0 prints.
+            jit: compile each training step into one program: ``None`` where the
+                backend compiles (JAX, with ``jax.jit``), ``True`` requires it (an
+                error on a backend that cannot), ``False`` runs op by op.
 
         Returns:
             A :class:`History` of per-epoch floats.
@@ -142,7 +146,7 @@ class BaseModel(Layer):
             return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                                 validation_data=validation_data, verbose=verbose, callbacks=callbacks,
                                 class_weight=class_weight, sample_weight=sample_weight,
-                                on_nonfinite=on_nonfinite, strategy=self.strategy)
+                                on_nonfinite=on_nonfinite, strategy=self.strategy, jit=jit)
         finally:
             self.strategy = _distributed.LOCAL
 

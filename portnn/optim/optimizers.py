@@ -13,10 +13,11 @@ back from the device.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .. import _checks
@@ -67,11 +68,26 @@ class Optimizer:
         self.t = 0
         self.state: dict[str, dict[str, Any]] = {}
         self._slots: Any = None  # the last step()'s argument, and its paths
+        self._traced_lr: Any = None
 
     @property
     def current_lr(self) -> float:
-        """The learning rate for the current epoch."""
+        """The learning rate for the current epoch (a traced value inside a compiled step)."""
+        if self._traced_lr is not None:
+            return self._traced_lr
         return float(self.lr(self.epoch)) if callable(self.lr) else float(self.lr)
+
+    @contextlib.contextmanager
+    def traced(self, t: Any, lr: Any) -> Iterator[None]:
+        """Step count ``t`` (before the step) and learning rate ``lr`` as a compiled step's traced
+        values inside the block, so that neither is frozen into the program; both are put back after.
+        """
+        saved = self.t
+        self.t, self._traced_lr = t, lr
+        try:
+            yield
+        finally:
+            self.t, self._traced_lr = saved, None
 
     def step(self, layers: Iterable[Any]) -> None:
         """One update of every parameter from its stored gradient.
@@ -154,6 +170,10 @@ class Optimizer:
         return keep
 
 
+def _sqrt(value: Any) -> Any:
+    return math.sqrt(value) if isinstance(value, float) else value**0.5
+
+
 def _read(states: list[dict[str, Any]], name: str) -> list[Any]:
     return [state[name] for state in states]
 
@@ -215,8 +235,9 @@ class Adam(Optimizer):
         v = _keep(states, "v", ops.addcmul_(ops.mul_(_read(states, "v"), b2), grads, grads, 1 - b2))
         if self.decoupled:
             params = ops.mul_(params, 1 - lr * self.weight_decay)
-        # torch's order: the bias corrections as Python floats, sqrt(v) / sqrt(1 - b2^t) + eps.
-        denom = ops.add_(ops.div_(ops.sqrt(v), math.sqrt(1 - b2**self.t)), self.eps)
+        # torch's order: the bias corrections as Python floats, sqrt(v) / sqrt(1 - b2^t) + eps
+        # (traced values inside a compiled step, where t is one).
+        denom = ops.add_(ops.div_(ops.sqrt(v), _sqrt(1 - b2**self.t)), self.eps)
         return ops.addcdiv_(params, m, denom, -lr / (1 - b1**self.t))
 
 

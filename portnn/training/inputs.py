@@ -29,6 +29,7 @@ import numpy as np
 
 from .. import _checks
 from ..backends import Backend, DeviceMismatchError, backend_of, check_device, get_backend, to_numpy
+from ..backends import _fast as fast
 from ..losses import MSE, BinaryCrossEntropy, CrossEntropy
 
 __all__ = ["NonFiniteLossError", "check_fit_args", "prepare", "prepare_validation", "stop_on_nonfinite"]
@@ -251,15 +252,16 @@ def _class_targets(be: Backend, y: Any, out: tuple[int, ...], dtype: str, name: 
     if y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1 and classes > 1):
         labels = xp.reshape(y, (-1,))
         if not xp.isdtype(labels.dtype, "real floating"):
-            # int64 first: comparing uint8 or bool with the class count is not portable.
-            labels = xp.astype(labels, xp.int64) if _on_device(labels) else labels.astype(np.int64)
+            # Widest integers first: comparing uint8 or bool with the class count is not portable.
+            labels = (xp.astype(labels, fast.index_dtype(labels)) if _on_device(labels)
+                      else labels.astype(np.int64))
         # NaN fails every comparison, and floor(inf) == inf fails the range test.
         _reject(labels, (labels >= 0) & (labels < classes) & (xp.floor(labels) == labels), name,
                 f"must hold CrossEntropy class labels: integers in [0, {classes}) (the model has "
                 f"{classes} outputs)")
         if _on_device(labels):
-            return xp.astype(labels, be.dtype("int64"), copy=False)
-        return be.asarray(labels.astype(np.int64), dtype="int64", copy=False)
+            return xp.astype(labels, be.dtype(be.index_dtype), copy=False)
+        return be.asarray(labels.astype(be.index_dtype), dtype=be.index_dtype, copy=False)
     if y.ndim == 2 and y.shape[1] == classes:
         y = _floats(be, y, dtype)
         xp = _xp(y)

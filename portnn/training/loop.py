@@ -15,12 +15,13 @@ from typing import Any
 import numpy as np
 
 from .. import metrics as metrics_module
-from ..backends import _fast as fast
 from ..backends import init_rng
 from . import callbacks as callbacks_module
 from . import inputs as _inputs
+from . import runner
 from .progress import Progress
-from .step import LOCAL, Local, train_step
+from .runner import _add
+from .step import LOCAL, Local
 
 __all__ = ["History", "evaluate", "fit", "sample_weights"]
 
@@ -48,7 +49,8 @@ class History(dict):
 def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = None,
         shuffle: bool = True, validation_data: tuple[Any, Any] | None = None, verbose: int = 1,
         callbacks: Sequence[Any] = (), class_weight: dict[int, float] | None = None,
-        sample_weight: Any = None, on_nonfinite: str = "raise", strategy: Local = LOCAL) -> History:
+        sample_weight: Any = None, on_nonfinite: str = "raise", strategy: Local = LOCAL,
+        jit: bool | None = None) -> History:
     """Train ``model``; see :meth:`portnn.Sequential.fit` for the arguments.
 
     ``strategy``: how the fit is distributed (:class:`portnn.distributed.DataParallel`);
@@ -81,6 +83,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                          "predict/evaluate only")
     dp = strategy
     dp.begin(n)
+    run = runner.make(model, jit, (x, y, w_device), dp, slots, metrics)
     progress = Progress(verbose if dp.comm.is_main else 0, epochs, -(-n // batch_size))
     model.stop_training = False
     for cb in cbs:
@@ -92,10 +95,9 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
         for epoch in range(epochs):
             model.optimizer.epoch = first + epoch
             order = dp.shared(init_rng().permutation(n) if shuffle else None)
-            order_dev = None if order is None else be.asarray(order, copy=False)
+            run.begin_epoch(order)
             progress.epoch_begin(epoch)
             bar = progress.has_bar
-            total: Any = None
             sums: dict[str, Any] = {}
             weight_sum = 0.0
             for start in range(0, n, batch_size):
@@ -105,29 +107,15 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                     dp.empty_step()
                     model.optimizer.step(slots)
                     continue
-                if order_dev is None:
-                    xb, yb = x[start:stop, ...], y[start:stop, ...]
-                    wb = None if w_device is None else w_device[start:stop]
-                elif stop - start == 1:  # a batch of one is a slice (a view), cheaper than a gather
-                    i = int(order[start])  # order is on the host: no device read
-                    xb, yb = x[i:i + 1, ...], y[i:i + 1, ...]
-                    wb = None if w_device is None else w_device[i:i + 1]
-                else:
-                    idx = order_dev[start:stop]
-                    xb, yb = fast.take(x, idx), fast.take(y, idx)
-                    wb = None if w_device is None else fast.take(w_device, idx)
-                loss, out = train_step(model, xb, yb, wb, dp, slots)
                 # The batch loss is a (weighted) mean: weigh it by the batch's share (host floats).
                 share = stop - start if weights is None else float(
                     weights[start:stop].sum() if order is None else weights[order[start:stop]].sum())
                 weight_sum += share
-                total = _add(total, loss * share)
-                for name, metric in metrics.items():
-                    sums[name] = _add(sums.get(name), metric(out, yb, model.loss))
+                sums = run(start, stop, share, sums)
                 if bar:
-                    progress.step(total, weight_sum)
+                    progress.step(sums["__loss"], weight_sum)
             model.optimizer.epoch = first + epoch + 1
-            sums = dp.end_epoch({"__loss": total, "__weight": weight_sum, **sums})
+            sums = dp.end_epoch({"__loss": sums.pop("__loss", None), "__weight": weight_sum, **sums})
             total, weight_sum = sums.pop("__loss"), sums.pop("__weight")
             logs = _read_back(total, weight_sum, sums, n)
             if validation_data is not None:
@@ -225,13 +213,6 @@ def _check_values_device(model: Any, where: str) -> None:
         raise ValueError(f"Sequential.{where}: torch's 'meta' device holds shapes, not values, so "
                          "it cannot train or report a loss; use it for layer shape checks only "
                          "and train on 'cpu' or 'cuda'")
-
-
-def _add(total: Any, value: Any) -> Any:
-    """Running on-device sum; ``None`` is the empty sum (and a ``None`` value adds nothing)."""
-    if value is None:
-        return total
-    return value if total is None else total + value
 
 
 def _read_back(total: Any, weight: float, sums: dict[str, Any], n: int) -> dict[str, float]:

@@ -40,6 +40,11 @@ class Local:
         """The loss gradient as this rank's share of the global batch's."""
         return dy
 
+    def per_step(self) -> dict[str, float]:
+        """The host numbers this step's work reads, by attribute name (:meth:`scale`'s weight):
+        a compiled step takes them as arguments and sets them as traced values while it traces."""
+        return {}
+
     def reduce(self, model: Any) -> None:
         """Sum the gradients over the ranks."""
 

@@ -1,0 +1,166 @@
+"""How the loop runs one batch: eagerly, op by op, or as one compiled program.
+
+A runner holds the data of a fit and does, per batch, what the loop asks:
+select the batch, :func:`~portnn.training.step.train_step` on it, and add its
+loss and metrics to the epoch's on-device sums. :class:`Eager` runs that op by
+op on any backend. :class:`Compiled` makes the same work one program where the
+backend compiles (JAX: ``jax.jit``): a pure function of the parameters,
+buffers, optimizer state, step count, learning rate and random key, traced
+through the unchanged ``train_step`` (layers keep their ``self.x`` caches: they
+live inside one trace). The step count and the learning rate are traced values,
+so neither a new epoch nor a schedule compiles again; a short last batch
+compiles once more, and the first batch of an epoch (which starts the sums) once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backends import _device_rngs, _libraries
+from ..backends import _fast as fast
+from .step import Local, train_step
+
+__all__ = ["Compiled", "Eager", "make"]
+
+
+def make(model: Any, jit: bool | None, data: tuple[Any, Any, Any], strategy: Local,
+         slots: list[tuple[str, Any, str]], metrics: dict[str, Any]) -> Eager:
+    """The runner ``fit(jit=...)`` asks for: ``None`` compiles where the backend can, ``True``
+    requires it (a clear error where it cannot), ``False`` runs eagerly."""
+    be = model.backend
+    if jit is not None and not isinstance(jit, bool):
+        raise TypeError(f"fit: jit must be None, True or False, got {jit!r}")
+    if jit and not be.library.compiles:
+        raise ValueError(f"fit(jit=True): the {be.name} backend does not compile training steps; "
+                         "use jit=None (compile where the backend can) or jit=False, or train on "
+                         "PORTNN_BACKEND=jax")
+    kind = Compiled if (be.library.compiles if jit is None else jit) else Eager
+    return kind(model, data, strategy, slots, metrics)
+
+
+class Eager:
+    """One batch op by op: the gather, :func:`train_step`, the sums (nothing read back)."""
+
+    def __init__(self, model: Any, data: tuple[Any, Any, Any], strategy: Local,
+                 slots: list[tuple[str, Any, str]], metrics: dict[str, Any]) -> None:
+        self.model, self.data, self.strategy, self.slots, self.metrics = model, data, strategy, slots, metrics
+        self.order: np.ndarray | None = None
+        self.order_dev: Any = None
+
+    def begin_epoch(self, order: np.ndarray | None) -> None:
+        """The epoch's permutation (host), or ``None`` for the data's own order."""
+        self.order = order
+        self.order_dev = None if order is None else self.model.backend.asarray(order, copy=False)
+
+    def __call__(self, start: int, stop: int, share: float, sums: dict[str, Any]) -> dict[str, Any]:
+        """Train on rows ``[start, stop)`` of the epoch's order; return ``sums`` with this batch added.
+
+        ``share`` weighs the batch's mean loss in the epoch's (its size, or its weight sum).
+        """
+        xb, yb, wb = self._batch(start, stop)
+        loss, out = train_step(self.model, xb, yb, wb, self.strategy, self.slots)
+        return accumulate(sums, loss, share, out, yb, self.metrics, self.model.loss)
+
+    def _batch(self, start: int, stop: int) -> tuple[Any, Any, Any]:
+        (x, y, w), order = self.data, self.order
+        if order is None:
+            return x[start:stop, ...], y[start:stop, ...], None if w is None else w[start:stop]
+        if stop - start == 1:  # a batch of one is a slice (a view), cheaper than a gather
+            i = int(order[start])  # order is on the host: no device read
+            return x[i:i + 1, ...], y[i:i + 1, ...], None if w is None else w[i:i + 1]
+        idx = self.order_dev[start:stop]
+        return fast.take(x, idx), fast.take(y, idx), None if w is None else fast.take(w, idx)
+
+
+def accumulate(sums: dict[str, Any], loss: Any, share: float, out: Any, yb: Any,
+               metrics: dict[str, Any], loss_fn: Any) -> dict[str, Any]:
+    """The running on-device sums with one batch added: ``"__loss"`` (weighted by ``share``) and
+    each metric. An empty ``sums`` starts them (no add, no zeros)."""
+    new = {"__loss": _add(sums.get("__loss"), loss * share)}
+    for name, metric in metrics.items():
+        new[name] = _add(sums.get(name), metric(out, yb, loss_fn))
+    return new
+
+
+def _add(total: Any, value: Any) -> Any:
+    """Running on-device sum; ``None`` is the empty sum (and a ``None`` value adds nothing)."""
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+class Compiled(Eager):
+    """One batch as one compiled program (the backend's :meth:`~portnn.backends._libraries.Library.compile`).
+
+    The program takes the whole training data and the batch's row indices (a
+    small host array), so the gather is inside it too. The arrays going in are
+    donated: after a step, only the model's dicts hold the live parameters.
+    """
+
+    def __init__(self, model: Any, data: tuple[Any, Any, Any], strategy: Local,
+                 slots: list[tuple[str, Any, str]], metrics: dict[str, Any]) -> None:
+        super().__init__(model, data, strategy, slots, metrics)
+        be = model.backend
+        self.buffers = model.named_buffers()
+        self.paths = [path for path, _, _ in slots]
+        self.rng = (be.name, be.device_name)
+        self.index = np.dtype(be.index_dtype)
+        model.optimizer.init_state(self.paths, [owner.params[key] for _, owner, key in slots])
+        self.program = be.library.compile(self._pure, donate=(0,))
+
+    def begin_epoch(self, order: np.ndarray | None) -> None:
+        self.order = order  # stays on the host: each step sends its rows
+
+    def __call__(self, start: int, stop: int, share: float, sums: dict[str, Any]) -> dict[str, Any]:
+        model, opt = self.model, self.model.optimizer
+        rows = np.arange(start, stop) if self.order is None else self.order[start:stop]
+        state = ([owner.params[key] for _, owner, key in self.slots],
+                 [owner.buffers[key] for _, owner, key in self.buffers],
+                 {path: opt.state[path] for path in self.paths}, model.backend.generator())
+        _libraries._tracing_device_name = model.backend.device_name
+        try:
+            (params, buffers, states, key), sums = self.program(
+                state, opt.t + 1, opt.current_lr, self.strategy.per_step(), self.data,
+                rows.astype(self.index), share, sums)
+        finally:
+            _libraries._tracing_device_name = None
+        for (_, owner, name), w in zip(self.slots, params, strict=True):
+            owner.params.store(name, w)
+        for (_, owner, name), b in zip(self.buffers, buffers, strict=True):
+            owner.buffers[name] = b
+        opt.state.update(states)
+        opt.t += 1
+        _device_rngs[self.rng] = key
+        return sums
+
+    def _pure(self, state: tuple[Any, ...], t: Any, lr: Any, per_step: dict[str, Any],
+              data: tuple[Any, Any, Any], rows: Any, share: Any,
+              sums: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The traced step: binds its arguments into the model, runs :func:`train_step`, returns
+        what the step changed. Runs only while the backend traces (once per batch shape)."""
+        model, opt = self.model, self.model.optimizer
+        params, buffers, states, key = state
+        for (_, owner, name), w in zip(self.slots, params, strict=True):
+            owner.params.store(name, w)
+        for (_, owner, name), b in zip(self.buffers, buffers, strict=True):
+            owner.buffers[name] = b
+        opt.state.update({path: dict(s) for path, s in states.items()})
+        _device_rngs[self.rng] = key
+        saved = model.call_state()
+        host = {name: getattr(self.strategy, name) for name in per_step}
+        vars(self.strategy).update(per_step)  # e.g. this rank's share of the batch, traced
+        x, y, w = data
+        xb, yb = fast.take(x, rows), fast.take(y, rows)
+        wb = None if w is None else fast.take(w, rows)
+        try:
+            with opt.traced(t - 1, lr):
+                loss, out = train_step(model, xb, yb, wb, self.strategy, self.slots)
+            new = ([owner.params[name] for _, owner, name in self.slots],
+                   [owner.buffers[name] for _, owner, name in self.buffers],
+                   {path: dict(opt.state[path]) for path in self.paths}, _device_rngs[self.rng])
+            return new, accumulate(sums, loss, share, out, yb, self.metrics, model.loss)
+        finally:
+            model.restore_call_state(saved)  # no traced value outlives the trace in a layer
+            vars(self.strategy).update(host)
