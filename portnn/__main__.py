@@ -24,7 +24,7 @@ def info() -> None:
     """Print versions, usable backends and devices, the selection, the GPUs and the CuPy advice."""
     print(f"portnn {__version__} on Python {platform.python_version()} ({sys.platform})")
     wheels = installed_cupy()
-    for dist in ("numpy", "array-api-compat", "array-api-extra", "array-api-strict", "torch",
+    for dist in ("numpy", "array-api-compat", "array-api-extra", "array-api-strict", "torch", "jax", "jaxlib",
                  *(wheels or ["cupy-cuda12x"])):
         print(f"  {dist:18} {_version(dist)}")
     print("backends:")

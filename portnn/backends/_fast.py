@@ -184,8 +184,10 @@ def index_dtype(x: Any) -> Any:
     found = _INDEX.get(kind)
     if found is None:
         xp = array_namespace(x)
-        found = _INDEX[kind] = getattr(xp, "int64" if "int64" in xp.__array_namespace_info__().dtypes(
+        found = getattr(xp, "int64" if "int64" in xp.__array_namespace_info__().dtypes(
             kind="signed integer") else "int32")
+        if not compat.is_jax_array(x):  # JAX's answer changes with jax.enable_x64: never kept
+            _INDEX[kind] = found
     return found
 
 
