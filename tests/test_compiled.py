@@ -158,6 +158,23 @@ def test_one_trace_per_batch_shape_not_per_epoch_or_rate(jax_cpu, monkeypatch):
         assert model.optimizer.current_lr < 0.1  # the rate did change, without a new program
 
 
+def test_batch_by_batch_programs_train_as_the_epoch_program(jax_cpu, monkeypatch):
+    """A per-batch display or data-parallel training runs one program per batch instead of one per
+    epoch: the same training."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((45, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 45)
+
+    def make():
+        return portnn.Sequential([portnn.Dense(5, 8), portnn.ReLU(), portnn.Dropout(0.2), portnn.Dense(8, 3)],
+                                 loss="crossentropy", optimizer=portnn.SGD(0.1, momentum=0.9))
+
+    fit = dict(epochs=3, batch_size=10, class_weight={0: 1.0, 1: 0.5, 2: 2.0})
+    whole = _train(make, True, x, y, **fit)
+    monkeypatch.setattr(runner.Compiled, "whole_epoch", lambda self, *args: None)
+    _assert_same_training(_train(make, True, x, y, **fit), whole, tol=1e-6)
+
+
 def test_compiled_state_is_donated_and_nothing_traced_stays_behind(jax_cpu):
     x = np.random.default_rng(3).standard_normal((8, 3)).astype(np.float32)
     model = portnn.Sequential([portnn.Dense(3, 2)], loss="mse", optimizer=portnn.Adam(0.1))

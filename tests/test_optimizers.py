@@ -156,7 +156,8 @@ def test_fit_steps_the_schedule_per_epoch(backend):
     model = portnn.Sequential([portnn.Dense(3, 1)], loss="mse",
                               optimizer=portnn.SGD(Recording(0.1, step_size=2, gamma=0.5)))
     model.fit(x, x[:, :1], epochs=3, batch_size=4, verbose=0)
-    assert seen == [0, 0, 1, 1, 2, 2]  # two batches per epoch
+    # Read per batch (two per epoch); once per epoch where the epoch is one compiled program.
+    assert seen == ([0, 1, 2] if backend.library.compiles else [0, 0, 1, 1, 2, 2])
     assert model.optimizer.t == 6
 
 

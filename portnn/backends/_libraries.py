@@ -101,6 +101,15 @@ class Library:
         the arrays of the arguments at positions ``donate`` may be reused for its results."""
         raise NotImplementedError(f"the {self.name} backend does not compile")
 
+    def scan(self, body: Any, carry: Any, xs: Any) -> Any:
+        """Inside a program being traced: ``body(carry, x) -> (carry, y)`` over the leading axis of
+        ``xs``, one loop in the program (``jax.lax.scan``): ``(carry, ys)``."""
+        raise NotImplementedError(f"the {self.name} backend does not compile")
+
+    def shapes(self, fn: Any, *args: Any) -> Any:
+        """The shapes and dtypes ``fn(*args)`` would return, traced without running it."""
+        raise NotImplementedError(f"the {self.name} backend does not compile")
+
     def generator(self, seed: int | None, device: Any) -> Any:
         return np.random.default_rng(seed)
 
@@ -378,6 +387,16 @@ class Jax(Library):
         import jax
 
         return jax.jit(fn, donate_argnums=donate)
+
+    def scan(self, body: Any, carry: Any, xs: Any) -> Any:
+        import jax
+
+        return jax.lax.scan(body, carry, xs)
+
+    def shapes(self, fn: Any, *args: Any) -> Any:
+        import jax
+
+        return jax.eval_shape(fn, *args)
 
     def is_traced(self, array: Any) -> bool:
         import jax

@@ -98,9 +98,10 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
             run.begin_epoch(order)
             progress.epoch_begin(epoch)
             bar = progress.has_bar
-            sums: dict[str, Any] = {}
-            weight_sum = 0.0
-            for start in range(0, n, batch_size):
+            # Compiled on one process, without a per-batch display: the epoch is one program.
+            whole = None if bar else run.whole_epoch(n, batch_size, weights)
+            sums, weight_sum = whole or ({}, 0.0)
+            for start in range(0, n, batch_size) if whole is None else ():
                 stop = min(start + batch_size, n)  # the Array API leaves slicing past the end undefined
                 start, stop = dp.shard(start, stop, order, weights)  # this rank's part of the batch
                 if start == stop:  # none of a short last batch: still join the gradient sum

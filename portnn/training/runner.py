@@ -43,6 +43,11 @@ def make(model: Any, jit: bool | None, data: tuple[Any, Any, Any], strategy: Loc
 class Eager:
     """One batch op by op: the gather, :func:`train_step`, the sums (nothing read back)."""
 
+    def whole_epoch(self, n: int, batch_size: int,
+                    weights: np.ndarray | None) -> tuple[dict[str, Any], float] | None:
+        """The epoch's batches in one go, where that is one program; ``None``: the loop steps each."""
+        return None
+
     def __init__(self, model: Any, data: tuple[Any, Any, Any], strategy: Local,
                  slots: list[tuple[str, Any, str]], metrics: dict[str, Any]) -> None:
         self.model, self.data, self.strategy, self.slots, self.metrics = model, data, strategy, slots, metrics
@@ -102,38 +107,90 @@ class Compiled(Eager):
     def __init__(self, model: Any, data: tuple[Any, Any, Any], strategy: Local,
                  slots: list[tuple[str, Any, str]], metrics: dict[str, Any]) -> None:
         super().__init__(model, data, strategy, slots, metrics)
-        be = model.backend
+        be = self.backend = model.backend  # kept: model.backend walks the layers
         self.buffers = model.named_buffers()
         self.paths = [path for path, _, _ in slots]
         self.rng = (be.name, be.device_name)
         self.index = np.dtype(be.index_dtype)
+        self.float = np.dtype(str(slots[0][1].params[slots[0][2]].dtype).rpartition(".")[2])
         model.optimizer.init_state(self.paths, [owner.params[key] for _, owner, key in slots])
         self.program = be.library.compile(self._pure, donate=(0,))
+        self.epoch_program: Any = None
 
     def begin_epoch(self, order: np.ndarray | None) -> None:
         self.order = order  # stays on the host: each step sends its rows
 
     def __call__(self, start: int, stop: int, share: float, sums: dict[str, Any]) -> dict[str, Any]:
-        model, opt = self.model, self.model.optimizer
+        opt = self.model.optimizer
         rows = np.arange(start, stop) if self.order is None else self.order[start:stop]
+        new, sums = self._run(self.program, opt.t + 1, opt.current_lr, self.strategy.per_step(),
+                              self.data, rows.astype(self.index), share, sums)
+        self._keep(new, 1)
+        return sums
+
+    def whole_epoch(self, n: int, batch_size: int,
+                    weights: np.ndarray | None) -> tuple[dict[str, Any], float] | None:
+        """Every full batch of the epoch in one program (a scan over them), then a short last batch:
+        ``(sums, weight of the epoch)``. Only on one process (ranks exchange per batch)."""
+        if type(self.strategy) is not Local:
+            return None
+        full = n // batch_size
+        rows = np.arange(n) if self.order is None else self.order
+        shares = (np.full(n // batch_size + (n % batch_size > 0), float(batch_size)) if weights is None else
+                  np.add.reduceat(weights[rows], np.arange(0, n, batch_size)))
+        if n % batch_size:
+            shares[-1] = n % batch_size if weights is None else shares[-1]
+        sums: dict[str, Any] = {}
+        if full:
+            if self.epoch_program is None:
+                self.epoch_program = self.backend.library.compile(self._epoch, donate=(0,))
+            opt = self.model.optimizer
+            new, sums = self._run(self.epoch_program, opt.t + 1, opt.current_lr, self.data,
+                                  rows[:full * batch_size].reshape(full, batch_size).astype(self.index),
+                                  shares[:full].astype(self.float))
+            self._keep(new, full)
+        if n % batch_size:
+            sums = self(full * batch_size, n, float(shares[-1]), sums)
+        return sums, float(shares.sum())
+
+    def _run(self, program: Any, *args: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        opt = self.model.optimizer
         state = ([owner.params[key] for _, owner, key in self.slots],
                  [owner.buffers[key] for _, owner, key in self.buffers],
-                 {path: opt.state[path] for path in self.paths}, model.backend.generator())
-        _libraries._tracing_device_name = model.backend.device_name
+                 {path: opt.state[path] for path in self.paths}, self.backend.generator())
+        _libraries._tracing_device_name = self.backend.device_name
         try:
-            (params, buffers, states, key), sums = self.program(
-                state, opt.t + 1, opt.current_lr, self.strategy.per_step(), self.data,
-                rows.astype(self.index), share, sums)
+            return program(state, *args)
         finally:
             _libraries._tracing_device_name = None
+
+    def _keep(self, new: tuple[Any, ...], steps: int) -> None:
+        """Put a program's results into the model's dicts: they hold the live arrays."""
+        params, buffers, states, key = new
         for (_, owner, name), w in zip(self.slots, params, strict=True):
             owner.params.store(name, w)
         for (_, owner, name), b in zip(self.buffers, buffers, strict=True):
             owner.buffers[name] = b
-        opt.state.update(states)
-        opt.t += 1
+        self.model.optimizer.state.update(states)
+        self.model.optimizer.t += steps
         _device_rngs[self.rng] = key
-        return sums
+
+    def _epoch(self, state: tuple[Any, ...], t: Any, lr: Any, data: tuple[Any, Any, Any], rows: Any,
+               shares: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The traced epoch: :meth:`_pure` for each row of ``rows`` (a batch), carrying the state."""
+        library = self.backend.library
+        # The sums start at zeros of the shapes one step gives (the first batch starts them otherwise).
+        _, shapes = library.shapes(self._pure, state, t, lr, {}, data, rows[0], shares[0], {})
+        xp = self.backend.xp
+        zeros = {name: xp.zeros(shape.shape, dtype=shape.dtype) for name, shape in shapes.items()}
+
+        def body(carry: tuple[Any, ...], batch: tuple[Any, Any]) -> tuple[tuple[Any, ...], None]:
+            state, t, sums = carry
+            state, sums = self._pure(state, t, lr, {}, data, batch[0], batch[1], sums)
+            return (state, t + 1, sums), None
+
+        (state, _, sums), _ = library.scan(body, (state, t, zeros), (rows, shares))
+        return state, sums
 
     def _pure(self, state: tuple[Any, ...], t: Any, lr: Any, per_step: dict[str, Any],
               data: tuple[Any, Any, Any], rows: Any, share: Any,
