@@ -35,8 +35,11 @@ from .layers import (
     Conv2D,
     Dense,
     Dropout,
+    Embedding,
     Flatten,
+    GlobalAvgPool2D,
     Layer,
+    LayerNorm,
     LeakyReLU,
     MaxPool2D,
     ReLU,
@@ -44,6 +47,7 @@ from .layers import (
     Sigmoid,
     Softmax,
     Tanh,
+    UpSampling2D,
 )
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, Loss
 from .network import CheckpointError, History, Sequential, from_architecture
@@ -53,7 +57,8 @@ from .training.inputs import NonFiniteLossError
 __version__ = "0.1.0"
 
 __all__ = [
-    "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Flatten", "MaxPool2D", "Reshape",
+    "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Embedding", "Flatten", "GlobalAvgPool2D", "LayerNorm",
+    "MaxPool2D", "Reshape", "UpSampling2D",
     "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError", "BinaryCrossEntropy",
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "NonFiniteLossError",

@@ -47,6 +47,11 @@ def he_normal(shape: tuple[int, ...], fan_in: int, fan_out: int) -> np.ndarray:
     return _normal(shape, math.sqrt(2.0 / fan_in))
 
 
+def normal(shape: tuple[int, ...], fan_in: int = 0, fan_out: int = 0) -> np.ndarray:
+    """N(0, 1), as ``torch.nn.Embedding``'s weight."""
+    return _normal(shape, 1.0)
+
+
 def zeros(shape: tuple[int, ...], fan_in: int = 0, fan_out: int = 0) -> np.ndarray:
     """All zeros (the default for biases)."""
     return np.zeros(shape, np.float32)
@@ -57,7 +62,8 @@ def ones(shape: tuple[int, ...], fan_in: int = 0, fan_out: int = 0) -> np.ndarra
     return np.ones(shape, np.float32)
 
 
-_BY_NAME = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, ones, zeros)}
+_BY_NAME = {f.__name__: f for f in (glorot_uniform, glorot_normal, he_uniform, he_normal, normal, ones,
+                                     zeros)}
 # PyTorch's names for the same distributions.
 _BY_NAME.update({"xavier_uniform": glorot_uniform, "xavier_normal": glorot_normal,
                  "kaiming_uniform": he_uniform, "kaiming_normal": he_normal})

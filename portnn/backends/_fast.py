@@ -27,8 +27,8 @@ import numpy as np
 from . import activate_for, array_namespace
 
 __all__ = ["clip", "col2im", "contiguous", "foreach", "index_dtype", "iota", "launch_bound", "like", "mask",
-           "matmul_nt", "mean", "portable", "row_argmax", "row_max", "sliding_windows", "sum", "take",
-           "take_along_axis"]
+           "matmul_nt", "mean", "portable", "row_argmax", "row_max", "scatter_add_rows", "sliding_windows",
+           "sum", "take", "take_along_axis"]
 
 _portable: contextvars.ContextVar[bool] = contextvars.ContextVar("portnn_portable", default=False)
 
@@ -133,6 +133,34 @@ def matmul_nt(a: Any, b: Any) -> Any:
     if _numpy(a):
         return (b @ a.T).T
     return a @ b.T
+
+
+def scatter_add_rows(n: int, rows: Any, values: Any) -> Any:
+    """``(n, D)`` zeros with each row ``values[i]`` added at row ``rows[i]``, repeated rows summed.
+
+    NumPy ``add.at``, torch ``index_add_``, CuPy ``cupyx.scatter_add`` and JAX's ``.at[].add``
+    sum repeats; elsewhere (and inside ``portable()``) a one-hot matrix product does, one op.
+    """
+    xp = array_namespace(values)
+    shape, dtype = (n, values.shape[1]), values.dtype
+    if _numpy(values):
+        out = np.zeros(shape, dtype)
+        np.add.at(out, rows, values)
+        return out
+    if _torch(values):
+        import torch
+
+        return torch.zeros(shape, dtype=dtype, device=values.device).index_add_(0, rows, values)
+    if _numpy_or_cupy(values) is not None:
+        import cupyx
+
+        out = xp.zeros(shape, dtype=dtype)
+        cupyx.scatter_add(out, rows, values)
+        return out
+    if compat.is_jax_array(values) and not _portable.get():
+        return xp.zeros(shape, dtype=dtype).at[rows].add(values)
+    hot = xp.astype(rows[:, None] == iota(n, like=rows)[None, :], dtype)  # (M, n)
+    return hot.T @ values
 
 
 def take_along_axis(x: Any, indices: Any, axis: int) -> Any:

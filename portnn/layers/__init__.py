@@ -5,9 +5,11 @@ from .activations import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from .conv import Conv2D
 from .dense import Dense
 from .dropout import Dropout
-from .normalization import BatchNorm
-from .pooling import AvgPool2D, MaxPool2D
+from .embedding import Embedding
+from .normalization import BatchNorm, LayerNorm
+from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D, UpSampling2D
 from .shape import Flatten, Reshape
 
-__all__ = ["AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Flatten", "Layer", "LeakyReLU",
-           "MaxPool2D", "ReLU", "Reshape", "Sigmoid", "Softmax", "Tanh"]
+__all__ = ["AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Embedding", "Flatten", "GlobalAvgPool2D",
+           "Layer", "LayerNorm", "LeakyReLU", "MaxPool2D", "ReLU", "Reshape", "Sigmoid", "Softmax", "Tanh",
+           "UpSampling2D"]

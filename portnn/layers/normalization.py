@@ -105,3 +105,51 @@ class BatchNorm(Layer):
         shape = self._inv_std.shape
         return self._inv_std * (dxhat - xp.reshape(sums[:c], shape) / self._count
                                 - xhat * xp.reshape(sums[c:], shape) / self._count)
+
+
+class LayerNorm(Layer):
+    """Normalise each sample over its last axes, then scale by ``weight`` and shift by ``bias``.
+
+    As ``torch.nn.LayerNorm(normalized_shape)``: the mean and biased variance over the trailing
+    ``len(normalized_shape)`` axes, whose shape must be ``normalized_shape``; ``weight`` and
+    ``bias`` have that shape. The same in training and inference (no running statistics).
+
+    Example:
+        >>> portnn.LayerNorm(8).forward(np.ones((2, 5, 8), np.float32)).shape
+        (2, 5, 8)
+    """
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5,
+                 dtype: str = "float32") -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.name = name = f"LayerNorm({normalized_shape!r})"
+        if not shape:
+            raise ValueError(f"{name}: normalized_shape must name at least one axis, e.g. LayerNorm(64)")
+        self.normalized_shape = tuple(_checks.integer(name, "normalized_shape", n) for n in shape)
+        self.eps, self.dtype = _checks.positive(name, "eps", eps), _checks.float_dtype(name, dtype)
+        self.add_param("weight", ones(self.normalized_shape))
+        self.add_param("bias", zeros(self.normalized_shape))
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        xp, k = array_namespace(x), len(self.normalized_shape)
+        if x.ndim <= k or tuple(x.shape[-k:]) != self.normalized_shape:
+            raise ValueError(f"{self.name} expects input of shape (batch, ..., "
+                             f"{', '.join(map(str, self.normalized_shape))}), got {tuple(x.shape)}")
+        self._axes = tuple(range(x.ndim - k, x.ndim))
+        mean = xp.mean(x, axis=self._axes, keepdims=True)
+        centered = x - mean
+        var = xp.mean(centered * centered, axis=self._axes, keepdims=True)
+        self._inv = 1.0 / xp.sqrt(var + self.eps)
+        self._xhat = centered * self._inv
+        return self._xhat * self.params["weight"] + self.params["bias"]
+
+    def backward(self, dy: Any) -> Any:
+        xp, axes, xhat = array_namespace(dy), self._axes, self._xhat
+        batch = tuple(range(dy.ndim - len(axes)))
+        self.grads["weight"] = xp.sum(dy * xhat, axis=batch)
+        self.grads["bias"] = xp.sum(dy, axis=batch)
+        g = dy * self.params["weight"]
+        # d xhat -> dx: (g - mean(g) - xhat * mean(g * xhat)) / std, means over the normalised axes.
+        return (g - xp.mean(g, axis=axes, keepdims=True)
+                - xhat * xp.mean(g * xhat, axis=axes, keepdims=True)) * self._inv

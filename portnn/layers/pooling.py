@@ -12,10 +12,11 @@ from typing import Any
 
 import array_api_extra as xpx
 
+from .. import _checks
 from ..backends import _fast as fast
 from ..backends import array_namespace
 from ._base import Layer
-from .conv import Pair, check_nchw, out_size, pair, scatter_windows, windows
+from .conv import Pair, check_nchw, device_of, out_size, pair, scatter_windows, windows
 
 
 class _Pool2D(Layer):
@@ -45,6 +46,8 @@ class _Pool2D(Layer):
         dx = new(self.x, dtype=grads[0].dtype)
         for k, part in enumerate(grads):
             i, j = divmod(k, kw)
+            # Only NumPy gets here (tiles are not launch-bound there), so the write is in place;
+            # every other library takes the tiled path, and overlapping windows scatter_windows.
             dx[:, :, i:oh * kh:kh, j:ow * kw:kw] = part
         return dx
 
@@ -139,3 +142,54 @@ class AvgPool2D(_Pool2D):
             xp = array_namespace(dy)
             return self._untile(xp.broadcast_to((dy / area)[..., None], (*dy.shape, area)))
         return self._gather([dy / area] * area)
+
+
+class GlobalAvgPool2D(Layer):
+    """The mean over each channel's image: ``(N, C, H, W)`` to ``(N, C)``.
+
+    Example:
+        >>> portnn.GlobalAvgPool2D().forward(np.ones((2, 3, 7, 7), np.float32)).shape
+        (2, 3)
+    """
+
+    name = "GlobalAvgPool2D()"
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        check_nchw(self.name, x)
+        self._shape = tuple(x.shape)
+        return array_namespace(x).mean(x, axis=(2, 3))
+
+    def backward(self, dy: Any) -> Any:
+        n, c, h, w = self._shape
+        xp = array_namespace(dy)
+        zeros = xp.zeros(self._shape, dtype=dy.dtype, device=device_of(dy))
+        return zeros + (dy / (h * w))[:, :, None, None]  # a writable array, not a broadcast view
+
+
+class UpSampling2D(Layer):
+    """Nearest-neighbour upsampling: each value becomes a ``scale_factor`` block, ``(N, C, H, W)`` to
+    ``(N, C, H*sh, W*sw)``, as ``torch.nn.Upsample(scale_factor, mode="nearest")`` for integer factors.
+
+    Example:
+        >>> portnn.UpSampling2D(2).forward(np.ones((1, 1, 3, 3), np.float32)).shape
+        (1, 1, 6, 6)
+    """
+
+    def __init__(self, scale_factor: int | tuple[int, int] = 2) -> None:
+        super().__init__()
+        self.name = name = f"UpSampling2D({scale_factor!r})"
+        pair = (scale_factor, scale_factor) if isinstance(scale_factor, int) else tuple(scale_factor)
+        if len(pair) != 2:
+            raise ValueError(f"{name}: scale_factor must be an int or a pair (sh, sw), got {scale_factor!r}")
+        self.scale_factor = scale_factor
+        self._s = tuple(_checks.integer(name, "scale_factor", s) for s in pair)
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        check_nchw(self.name, x)
+        xp, (n, c, h, w), (sh, sw) = array_namespace(x), x.shape, self._s
+        blocks = xp.broadcast_to(x[:, :, :, None, :, None], (n, c, h, sh, w, sw))
+        return xp.reshape(blocks, (n, c, h * sh, w * sw))
+
+    def backward(self, dy: Any) -> Any:
+        xp, (n, c, hh, ww), (sh, sw) = array_namespace(dy), dy.shape, self._s
+        return xp.sum(xp.reshape(dy, (n, c, hh // sh, sh, ww // sw, sw)), axis=(3, 5))

@@ -60,7 +60,11 @@ def prepare(model: Any, x: Any, y: Any = _NO_TARGETS, *, what: str = "") -> Any:
     """
     be = model_backend(model)
     prefix = f"{what} " if what else ""
-    x = _features(be, x, _dtype(model), f"{prefix}x")
+    first = _first_layer(model)
+    if getattr(first, "input_kind", "features") == "indices":  # an Embedding
+        x = indices(be, x, first, f"{prefix}x")
+    else:
+        x = _features(be, x, _dtype(model), f"{prefix}x")
     if y is _NO_TARGETS:
         return x
     if y is None:
@@ -151,6 +155,29 @@ def _array(be: Backend, a: Any, name: str) -> Any:
         raise ValueError(f"{name} has 0 samples (shape {tuple(a.shape)}); there is nothing to "
                          "train on or predict")
     return a
+
+
+def _first_layer(model: Any) -> Any:
+    """The layer a model's input goes into first (through nested stacks), or ``None``."""
+    first = model
+    while getattr(first, "layers", None):
+        first = first.layers[0]
+    return None if first is model else first
+
+
+def indices(be: Backend | None, x: Any, layer: Any, name: str) -> Any:
+    """Integer indices for ``layer`` (an :class:`~portnn.Embedding`), checked in range once, on
+    the host or where they live, in the widest integer dtype of ``be``."""
+    be = be or get_backend()
+    x = _array(be, x, name)
+    xp, n = _xp(x), layer.num_embeddings
+    ok = (x >= 0) & (x < n)
+    if xp.isdtype(x.dtype, "real floating"):
+        ok = ok & (xp.floor(x) == x)
+    _reject(x, ok, name, f"must hold {layer.name} indices: integers in [0, {n})")
+    if _on_device(x):
+        return xp.astype(x, be.dtype(be.index_dtype), copy=False)
+    return be.asarray(x.astype(be.index_dtype), dtype=be.index_dtype, copy=False)
 
 
 def _features(be: Backend, x: Any, dtype: str, name: str) -> Any:
