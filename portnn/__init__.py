@@ -30,6 +30,8 @@ from .backends import (
 )
 from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
 from .layers import (
+    GRU,
+    LSTM,
     AvgPool2D,
     BatchNorm,
     Conv2D,
@@ -45,6 +47,7 @@ from .layers import (
     ReLU,
     Reshape,
     Sigmoid,
+    SimpleRNN,
     Softmax,
     Tanh,
     UpSampling2D,
@@ -58,7 +61,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Embedding", "Flatten", "GlobalAvgPool2D", "LayerNorm",
-    "MaxPool2D", "Reshape", "UpSampling2D",
+    "MaxPool2D", "Reshape", "UpSampling2D", "SimpleRNN", "LSTM", "GRU",
     "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError", "BinaryCrossEntropy",
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "NonFiniteLossError",

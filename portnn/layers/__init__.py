@@ -8,8 +8,9 @@ from .dropout import Dropout
 from .embedding import Embedding
 from .normalization import BatchNorm, LayerNorm
 from .pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D, UpSampling2D
+from .recurrent import GRU, LSTM, SimpleRNN
 from .shape import Flatten, Reshape
 
-__all__ = ["AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Embedding", "Flatten", "GlobalAvgPool2D",
-           "Layer", "LayerNorm", "LeakyReLU", "MaxPool2D", "ReLU", "Reshape", "Sigmoid", "Softmax", "Tanh",
-           "UpSampling2D"]
+__all__ = ["GRU", "LSTM", "AvgPool2D", "BatchNorm", "Conv2D", "Dense", "Dropout", "Embedding", "Flatten",
+           "GlobalAvgPool2D", "Layer", "LayerNorm", "LeakyReLU", "MaxPool2D", "ReLU", "Reshape", "Sigmoid",
+           "SimpleRNN", "Softmax", "Tanh", "UpSampling2D"]
