@@ -35,6 +35,7 @@ from .layers import (
     AvgPool2D,
     BatchNorm,
     Conv2D,
+    Conv2DTranspose,
     Dense,
     Dropout,
     Embedding,
@@ -61,7 +62,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Embedding", "Flatten", "GlobalAvgPool2D", "LayerNorm",
-    "MaxPool2D", "Reshape", "UpSampling2D", "SimpleRNN", "LSTM", "GRU",
+    "MaxPool2D", "Reshape", "UpSampling2D", "SimpleRNN", "LSTM", "GRU", "Conv2DTranspose",
     "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError", "BinaryCrossEntropy",
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "NonFiniteLossError",

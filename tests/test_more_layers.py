@@ -144,3 +144,46 @@ def test_bad_arguments_name_the_layer():
         portnn.UpSampling2D((1, 2, 3))
     with pytest.raises(TypeError, match=r"Embedding\(3, 2\) expects integer indices"):
         portnn.Embedding(3, 2).forward(np.ones((2, 2), np.float32))
+
+
+TRANSPOSED = {"k3": (3, 1, 0, 0), "k2-s2": (2, 2, 0, 0), "k3-s2-p1-op1": (3, 2, 1, 1),
+              "k3x2-s2x1-p1x0-op1x0": ((3, 2), (2, 1), (1, 0), (1, 0))}
+
+
+@pytest.mark.parametrize("case", sorted(TRANSPOSED))
+def test_conv_transpose_gradcheck(backend, case):
+    k, s, p, op = TRANSPOSED[case]
+    layer = portnn.Conv2DTranspose(2, 2, k, stride=s, padding=p, output_padding=op)
+    layer.params["bias"] = np.array([0.3, -0.2])
+    portnn.gradcheck(layer, _x((1, 2, 3, 3)))
+
+
+@pytest.mark.parametrize("case", sorted(TRANSPOSED))
+def test_conv_transpose_matches_torch(backend, torch, case):
+    k, s, p, op = TRANSPOSED[case]
+    dt = _dt(backend)
+    layer = portnn.Conv2DTranspose(3, 2, k, stride=s, padding=p, output_padding=op).to(backend, dtype=dt)
+    layer.params["bias"] = np.array([0.5, -1.0])
+    module = torch.nn.ConvTranspose2d(3, 2, k, stride=s, padding=p, output_padding=op).double()
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor(portnn.to_numpy(layer.params["weight"]).astype(np.float64)))
+        module.bias.copy_(torch.tensor([0.5, -1.0]))
+    x = _x((2, 3, 4, 5))
+    y = layer.forward(backend.asarray(x, dtype=dt))
+    tx = torch.tensor(x, requires_grad=True)
+    ty = module(tx)
+    dy = _x(tuple(ty.shape), 1)
+    dx = layer.backward(backend.asarray(dy, dtype=dt))
+    ty.backward(torch.tensor(dy))
+    tol = _tol(backend)
+    assert_close(y, ty.detach().numpy(), rtol=tol, atol=tol)
+    assert_close(dx, tx.grad.numpy(), rtol=tol, atol=tol)
+    assert_close(layer.grads["weight"], module.weight.grad.numpy(), rtol=tol, atol=tol)
+    assert_close(layer.grads["bias"], module.bias.grad.numpy(), rtol=tol, atol=tol)
+
+
+def test_conv_transpose_bad_arguments():
+    with pytest.raises(ValueError, match=r"Conv2DTranspose\(1, 1\): output_padding \(2, 2\) must be smaller"):
+        portnn.Conv2DTranspose(1, 1, 3, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match=r"Conv2DTranspose\(1, 1\): input of height x width 1x1 gives"):
+        portnn.Conv2DTranspose(1, 1, 1, padding=1).forward(np.ones((1, 1, 1, 1), np.float32))

@@ -176,3 +176,72 @@ class Conv2D(Layer):
 
 def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(perm.index(axis) for axis in range(len(perm)))
+
+
+class Conv2DTranspose(Layer):
+    """Transposed 2-D convolution (the adjoint of :class:`Conv2D`), as ``torch.nn.ConvTranspose2d``.
+
+    ``weight`` is ``(in_channels, out_channels, kh, kw)``; the output of an ``(N, C, H, W)`` input
+    is ``(H - 1) * stride - 2 * padding + kh + output_padding`` high (likewise wide): each input
+    value adds its weighted kernel into the output. Built from the pieces of :class:`Conv2D`: one
+    matrix product for every kernel offset, then :func:`scatter_windows` (col2im) forward, and
+    :func:`windows` (im2col) plus two products backward.
+
+    Example:
+        >>> up = portnn.Conv2DTranspose(8, 1, kernel_size=2, stride=2)
+        >>> up.forward(np.ones((2, 8, 14, 14), np.float32)).shape
+        (2, 1, 28, 28)
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Pair, stride: Pair = 1,
+                 padding: Pair = 0, output_padding: Pair = 0, bias: bool = True,
+                 init: str | initializers.Initializer = "he_uniform", dtype: str = "float32") -> None:
+        super().__init__()
+        self.name = name = f"Conv2DTranspose({in_channels!r}, {out_channels!r})"
+        self.in_channels = _checks.integer(name, "in_channels", in_channels)
+        self.out_channels = _checks.integer(name, "out_channels", out_channels)
+        self.bias = _checks.boolean(name, "bias", bias)
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.output_padding = output_padding
+        self.init, self.dtype = init, _checks.float_dtype(name, dtype)
+        self._k = pair(kernel_size, name, "kernel_size")
+        self._s = pair(stride, name, "stride")
+        self._p = pair(padding, name, "padding", minimum=0)
+        self._op = pair(output_padding, name, "output_padding", minimum=0)
+        if any(op >= s for op, s in zip(self._op, self._s, strict=True)):
+            raise ValueError(f"{name}: output_padding {self._op} must be smaller than the stride {self._s}")
+        area = self._k[0] * self._k[1]
+        self.add_param("weight", initializers.get(init)((in_channels, out_channels, *self._k),
+                                                        out_channels * area, in_channels * area))
+        if bias:
+            self.add_param("bias", initializers.zeros((out_channels,)))
+
+    def forward(self, x: Any, training: bool = False) -> Any:
+        check_nchw(self.name, x, self.in_channels)
+        xp, (n, c, h, w), (kh, kw), (sh, sw) = array_namespace(x), x.shape, self._k, self._s
+        full = ((h - 1) * sh + kh + self._op[0], (w - 1) * sw + kw + self._op[1])
+        (ph, pw), out = self._p, (full[0] - 2 * self._p[0], full[1] - 2 * self._p[1])
+        if min(out) < 1:
+            raise ValueError(f"{self.name}: input of height x width {h}x{w} gives an output of "
+                             f"{out[0]}x{out[1]} with padding {self._p}; use less padding")
+        self._x = xp.reshape(xp.permute_dims(x, (0, 2, 3, 1)), (n * h * w, c))  # (positions, C_in)
+        self._hw = (h, w)
+        weight = xp.reshape(self.params["weight"], (c, -1))  # (C_in, C_out * kh * kw)
+        parts = xp.permute_dims(xp.reshape(self._x @ weight, (n, h, w, self.out_channels, kh * kw)),
+                                (4, 0, 3, 1, 2))  # one (N, C_out, H, W) part per kernel offset
+        y = scatter_windows([parts[k, ...] for k in range(kh * kw)], (n, self.out_channels, *full),
+                            self._k, self._s)
+        y = y[:, :, ph:full[0] - ph, pw:full[1] - pw]
+        return y + self.params["bias"][:, None, None] if self.bias else y
+
+    def backward(self, dy: Any) -> Any:
+        xp, (n, c_out), (ph, pw) = array_namespace(dy), dy.shape[:2], self._p
+        (h, w), area = self._hw, self._k[0] * self._k[1]
+        if self.bias:
+            self.grads["bias"] = xp.sum(dy, axis=(0, 2, 3))
+        padded = xpx.pad(dy, ((0, 0), (0, 0), (ph, ph), (pw, pw)), xp=xp) if ph or pw else dy
+        cols = xp.stack(windows(padded, self._k, self._s, (h, w)), axis=-1)  # (N, C_out, H, W, K)
+        cols = xp.reshape(xp.permute_dims(cols, (0, 2, 3, 1, 4)), (n * h * w, c_out * area))
+        weight = xp.reshape(self.params["weight"], (self.in_channels, -1))
+        self.grads["weight"] = xp.reshape(self._x.T @ cols, tuple(self.params["weight"].shape))
+        return xp.permute_dims(xp.reshape(cols @ weight.T, (n, h, w, self.in_channels)), (0, 3, 1, 2))
