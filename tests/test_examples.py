@@ -142,3 +142,31 @@ def test_mnist_offline_message(tmp_path):
     message = proc.stderr.strip()
     assert "Traceback" not in message and len(message.splitlines()) == 1, message
     assert "train-images-idx3-ubyte" in message and "--data" in message and "PORTNN_DATA_DIR" in message
+
+
+def test_autoencoder_mnist(tmp_path, mnist_dir):
+    folder, _ = mnist_dir
+    out = run("autoencoder_mnist.py", "--data", str(folder), "--epochs", "3", "--limit", "2000",
+              "--test-limit", "200", "--batch-size", "32", "--out", str(tmp_path), cwd=tmp_path)
+    found = re.search(r"test reconstruction MSE=([\d.]+) \(the noisy input's: ([\d.]+)\)", out)
+    assert found and float(found.group(1)) < 0.6 * float(found.group(2)), out  # it does denoise
+    assert (tmp_path / "autoencoder_mnist.png").stat().st_size > 1000
+
+
+def test_sentiment_synthetic(tmp_path):
+    out = run("sentiment.py", "--epochs", "6", "--out", str(tmp_path), "--min-accuracy", "0.85", cwd=tmp_path)
+    assert "synthetic reviews: 2000 training, 500 test" in out
+    assert (tmp_path / "sentiment.png").stat().st_size > 1000
+
+
+def test_sentiment_reads_the_aclimdb_layout(tmp_path):
+    """A tiny folder in aclImdb's layout: read, tokenised, trained (no floor: 8 reviews)."""
+    for part in ("train", "test"):
+        for label, text in (("pos", "A great, wonderful film.<br />Loved it"),
+                            ("neg", "Awful. Boring and bad")):
+            (tmp_path / "aclImdb" / part / label).mkdir(parents=True)
+            for i in range(2):
+                (tmp_path / "aclImdb" / part / label / f"{i}_7.txt").write_text(f"{text} {i}")
+    out = run("sentiment.py", "--data", str(tmp_path / "aclImdb"), "--epochs", "1", "--maxlen", "8",
+              "--vocab", "20", "--out", str(tmp_path), cwd=tmp_path)
+    assert "IMDB reviews from" in out and "4 training, 4 test" in out and "test accuracy=" in out
