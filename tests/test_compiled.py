@@ -204,3 +204,28 @@ def test_jit_true_needs_a_backend_that_compiles(backend):
         assert model.optimizer.t == 0  # refused before any step
         model.fit(x, x[:, :1], verbose=0, jit=None)  # None: eager here
         assert model.optimizer.t == 1
+
+
+def test_a_later_fit_reuses_the_programs_unless_something_frozen_changed(jax_cpu, monkeypatch):
+    traces = []
+    pure = runner.Compiled._pure
+
+    def counting(self, *args):
+        traces.append(1)
+        return pure(self, *args)
+
+    monkeypatch.setattr(runner.Compiled, "_pure", counting)
+    x = np.random.default_rng(5).standard_normal((32, 3)).astype(np.float32)
+    model = portnn.Sequential([portnn.Dense(3, 4), portnn.Dropout(0.5), portnn.Dense(4, 1)], loss="mse",
+                              optimizer=portnn.SGD(0.1, momentum=0.9))
+    model.fit(x, x[:, :1], epochs=1, batch_size=16, verbose=0)
+    first = len(traces)
+    for _ in range(3):  # one epoch per call, as a notebook does
+        model.fit(x, x[:, :1], epochs=1, batch_size=16, verbose=0)
+    assert len(traces) == first
+    model.layers[1].p = 0.0  # frozen into the program: a new one
+    model.fit(x, x[:, :1], epochs=1, batch_size=16, verbose=0)
+    assert len(traces) > first
+    import copy
+
+    assert "_compiled" not in vars(copy.deepcopy(model))

@@ -37,6 +37,10 @@ class BaseModel(Layer):
 
     layers: list[Layer]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Compiled programs (kept between fits, portnn.training.runner) are not copied or pickled.
+        return {k: v for k, v in vars(self).items() if k != "_compiled"}
+
     def __init__(self, loss: str | losses.Loss | None = None,
                  optimizer: str | optimizers.Optimizer | None = None,
                  backend: str | Backend | None = None, device: str | None = None,

@@ -36,8 +36,28 @@ def make(model: Any, jit: bool | None, data: tuple[Any, Any, Any], strategy: Loc
         raise ValueError(f"fit(jit=True): the {be.name} backend does not compile training steps; "
                          "use jit=None (compile where the backend can) or jit=False, or train on "
                          "PORTNN_BACKEND=jax")
-    kind = Compiled if (be.library.compiles if jit is None else jit) else Eager
-    return kind(model, data, strategy, slots, metrics)
+    if not (be.library.compiles if jit is None else jit):
+        return Eager(model, data, strategy, slots, metrics)
+    # A later fit of the same model (one epoch per call, say) reuses the programs compiled so far,
+    # unless anything frozen into them changed: layers, loss, optimizer settings, strategy, device.
+    key = _signature(model, strategy, slots, metrics)
+    kept = getattr(model, "_compiled", None)
+    if kept is None or kept.key != key:
+        kept = model._compiled = Compiled(model, data, strategy, slots, metrics)
+        kept.key = key
+    kept.slots, kept.data, kept.metrics, kept.strategy = slots, data, metrics, strategy
+    model.optimizer.init_state(kept.paths, [owner.params[k] for _, owner, k in slots])
+    return kept
+
+
+def _signature(model: Any, strategy: Local, slots: list[tuple[str, Any, str]],
+               metrics: dict[str, Any]) -> tuple[Any, ...]:
+    opt = model.optimizer
+    settings = {k: v for k, v in opt.config().items() if k != "lr"}  # lr is a traced value
+    return (str(model.backend), [(path, id(owner), key) for path, owner, key in slots],
+            [repr(layer) for _, layer in model.layers_by_path()[1:]], repr(model.loss), id(model.loss),
+            id(opt), type(opt), repr(settings), callable(opt.lr), id(strategy),
+            [(name, id(fn)) for name, fn in metrics.items()])
 
 
 class Eager:
@@ -205,7 +225,8 @@ class Compiled(Eager):
             owner.buffers[name] = b
         opt.state.update({path: dict(s) for path, s in states.items()})
         _device_rngs[self.rng] = key
-        saved = model.call_state()
+        keep = [layer for _, layer in model.layers_by_path()] + [model.loss]
+        saved = [(obj, dict(vars(obj)), dict(obj.grads) if hasattr(obj, "grads") else None) for obj in keep]
         host = {name: getattr(self.strategy, name) for name in per_step}
         vars(self.strategy).update(per_step)  # e.g. this rank's share of the batch, traced
         x, y, w = data
@@ -219,5 +240,10 @@ class Compiled(Eager):
                    {path: dict(opt.state[path]) for path in self.paths}, _device_rngs[self.rng])
             return new, accumulate(sums, loss, share, out, yb, self.metrics, model.loss)
         finally:
-            model.restore_call_state(saved)  # no traced value outlives the trace in a layer
+            for obj, attributes, grads in saved:  # no traced value outlives the trace in a layer
+                vars(obj).clear()
+                vars(obj).update(attributes)
+                if grads is not None:
+                    obj.grads.clear()
+                    obj.grads.update(grads)
             vars(self.strategy).update(host)
