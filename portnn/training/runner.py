@@ -71,13 +71,14 @@ class Eager:
     def __init__(self, model: Any, data: tuple[Any, Any, Any], strategy: Local,
                  slots: list[tuple[str, Any, str]], metrics: dict[str, Any]) -> None:
         self.model, self.data, self.strategy, self.slots, self.metrics = model, data, strategy, slots, metrics
+        self.backend = model.backend  # kept: model.backend walks the layers
         self.order: np.ndarray | None = None
         self.order_dev: Any = None
 
     def begin_epoch(self, order: np.ndarray | None) -> None:
         """The epoch's permutation (host), or ``None`` for the data's own order."""
         self.order = order
-        self.order_dev = None if order is None else self.model.backend.asarray(order, copy=False)
+        self.order_dev = None if order is None else self.backend.asarray(order, copy=False)
 
     def __call__(self, start: int, stop: int, share: float, sums: dict[str, Any]) -> dict[str, Any]:
         """Train on rows ``[start, stop)`` of the epoch's order; return ``sums`` with this batch added.
@@ -127,7 +128,7 @@ class Compiled(Eager):
     def __init__(self, model: Any, data: tuple[Any, Any, Any], strategy: Local,
                  slots: list[tuple[str, Any, str]], metrics: dict[str, Any]) -> None:
         super().__init__(model, data, strategy, slots, metrics)
-        be = self.backend = model.backend  # kept: model.backend walks the layers
+        be = self.backend
         self.buffers = model.named_buffers()
         self.paths = [path for path, _, _ in slots]
         self.rng = (be.name, be.device_name)
