@@ -34,7 +34,9 @@ __all__ = [
     "init_rng",
     "on_device",
     "resolve",
+    "rng_state",
     "seed",
+    "set_rng_state",
     "set_backend",
     "set_stream",
     "to_numpy",
@@ -202,6 +204,33 @@ def _stream_seed() -> int | None:
 def init_rng() -> np.random.Generator:
     """The host-side generator used for parameter initialisation and shuffling."""
     return _host_rng
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random state portnn draws from, as host data (JSON-able values and NumPy arrays).
+
+    The seed, the host generator (initial weights, shuffles) and each per-device generator made
+    so far (dropout), by backend and device; :func:`set_rng_state` puts it back, and later draws
+    repeat those that would have followed. Used by :class:`portnn.callbacks.BackupAndRestore`.
+    """
+    return {"seed": _seed, "host": _host_rng.bit_generator.state,
+            "devices": [[name, device, LIBRARIES[name].generator_state(gen)]
+                        for (name, device), gen in _device_rngs.items() if gen is not None]}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back a :func:`rng_state` (the stream, per data-parallel rank, stays this process's)."""
+    global _seed, _host_rng
+    host = np.random.default_rng()
+    host.bit_generator.state = state["host"]
+    devices = {}
+    for name, device, saved in state["devices"]:
+        be = _make(name, device)
+        with be.activate():
+            devices[(name, be.device_name)] = be.library.restore_generator(saved, be.device)
+    _seed, _host_rng = state["seed"], host
+    _device_rngs.clear()
+    _device_rngs.update(devices)
 
 
 # --------------------------------------------------------------------------- selection

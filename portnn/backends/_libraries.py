@@ -120,6 +120,17 @@ class Library:
         """
         return self.from_numpy(gen.random(shape, dtype=np.float32), device), gen
 
+    def generator_state(self, gen: Any) -> Any:
+        """The state of a generator :meth:`generator` made, as host data for a backup: a JSON-able
+        dict, or a NumPy array (:class:`portnn.callbacks.BackupAndRestore`)."""
+        return gen.bit_generator.state
+
+    def restore_generator(self, state: Any, device: Any) -> Any:
+        """A generator on ``device`` that draws on from ``state`` (:meth:`generator_state`'s)."""
+        gen = np.random.default_rng()
+        gen.bit_generator.state = state
+        return gen
+
 
 _NO_OP = contextlib.nullcontext()  # reusable and reentrant
 
@@ -226,6 +237,11 @@ class CuPy(Library):
         with self.activate(device):
             return gen.random(shape, dtype=cupy.float32), gen
 
+    def generator_state(self, gen: Any) -> Any:
+        raise BackendError("BackupAndRestore cannot save CuPy's dropout generator (cupy.random's "
+                           "Generator has no state to read back); train the model without Dropout "
+                           "on cupy, or on torch-cuda, to back it up")
+
 
 class Torch(Library):
     name, module = "torch", "torch"
@@ -278,6 +294,16 @@ class Torch(Library):
         import torch
 
         return torch.rand(shape, generator=gen, device=device, dtype=torch.float32), gen
+
+    def generator_state(self, gen: Any) -> Any:
+        return gen.get_state().numpy()  # a uint8 tensor on the CPU, whatever the generator's device
+
+    def restore_generator(self, state: Any, device: Any) -> Any:
+        import torch
+
+        gen = torch.Generator(device=device)
+        gen.set_state(torch.from_numpy(np.ascontiguousarray(state, dtype=np.uint8)))
+        return gen
 
 
 class ArrayAPIStrict(Library):
@@ -422,6 +448,16 @@ class Jax(Library):
 
         gen, key = jax.random.split(gen)
         return jax.random.uniform(key, shape, dtype=jax.numpy.float32), gen
+
+    def generator_state(self, gen: Any) -> Any:
+        import jax
+
+        return np.asarray(jax.random.key_data(gen))
+
+    def restore_generator(self, state: Any, device: Any) -> Any:
+        import jax
+
+        return jax.device_put(jax.random.wrap_key_data(jax.numpy.asarray(state)), device)
 
 
 _tracing_device_name: str | None = None  # set by portnn.training.compiled while it traces a step

@@ -107,7 +107,7 @@ class BaseModel(Layer):
             class_weight: dict[int, float] | None = None, sample_weight: Any = None,
             on_nonfinite: str = "raise",
             distributed: bool | _distributed.Communicator | None = None,
-            jit: bool | None = None) -> History:
+            jit: bool | None = None, initial_epoch: int = 0) -> History:
         """Train for ``epochs`` passes over ``(x, y)``; the loop is :func:`portnn.training.fit`.
 
         Args:
@@ -137,6 +137,9 @@ class BaseModel(Layer):
             jit: compile each training step into one program: ``None`` where the
                 backend compiles (JAX, with ``jax.jit``), ``True`` requires it (an
                 error on a backend that cannot), ``False`` runs op by op.
+            initial_epoch: the epoch to start at (Keras'): ``epochs`` is the total, so the
+                epochs ``initial_epoch..epochs-1`` are trained. A
+                :class:`portnn.callbacks.BackupAndRestore` backup, when there is one, sets it.
 
         Returns:
             A :class:`History` of per-epoch floats.
@@ -150,7 +153,8 @@ class BaseModel(Layer):
             return training.fit(self, x, y, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
                                 validation_data=validation_data, verbose=verbose, callbacks=callbacks,
                                 class_weight=class_weight, sample_weight=sample_weight,
-                                on_nonfinite=on_nonfinite, strategy=self.strategy, jit=jit)
+                                on_nonfinite=on_nonfinite, strategy=self.strategy, jit=jit,
+                                initial_epoch=initial_epoch)
         finally:
             self.strategy = _distributed.LOCAL
 

@@ -38,6 +38,14 @@ class Callback:
     def on_train_end(self, logs: Logs | None = None) -> None:
         pass
 
+    def get_state(self) -> dict[str, Any] | None:
+        """What :class:`BackupAndRestore` saves of this callback (JSON-able values, NumPy arrays);
+        ``None``: it has no state."""
+        return None
+
+    def set_state(self, state: dict[str, Any] | None) -> None:
+        """Put back a :meth:`get_state` (called after ``on_train_begin`` when a fit resumes)."""
+
 
 class FunctionCallback(Callback):
     """A plain function ``f(model, epoch, logs)`` after each epoch; returning ``True`` stops training."""
@@ -96,6 +104,12 @@ class _Monitor(Callback):
     def on_train_begin(self, logs: Logs | None = None) -> None:
         self.best = math.nan
 
+    def get_state(self) -> dict[str, Any] | None:
+        return {"best": self.best}
+
+    def set_state(self, state: dict[str, Any] | None) -> None:
+        self.best = float(state["best"])
+
 
 class EarlyStopping(_Monitor):
     """Stop when ``monitor`` has not improved for ``patience`` epochs.
@@ -140,6 +154,24 @@ class EarlyStopping(_Monitor):
                 layer.buffers[key] = self.best_weights["buffers"][path]
             self.best_weights = None
 
+    def get_state(self) -> dict[str, Any] | None:
+        from ..backends import to_numpy
+
+        weights = None if self.best_weights is None else {
+            kind: {path: to_numpy(a) for path, a in arrays.items()}
+            for kind, arrays in self.best_weights.items()}
+        return {**super().get_state(), "wait": self.wait, "stopped_epoch": self.stopped_epoch,
+                "best_epoch": self.best_epoch, "best_weights": weights}
+
+    def set_state(self, state: dict[str, Any] | None) -> None:
+        super().set_state(state)
+        self.wait, self.stopped_epoch = state["wait"], state["stopped_epoch"]
+        self.best_epoch, weights = state["best_epoch"], state["best_weights"]
+        be = self.model.backend
+        self.best_weights = None if weights is None else {
+            kind: {path: be.asarray(a, dtype=str(a.dtype)) for path, a in arrays.items()}
+            for kind, arrays in weights.items()}
+
 
 def _copy_weights(model: Any) -> dict[str, dict[str, Any]]:
     """On-device copies of every parameter and buffer, by path (nothing goes to the host)."""
@@ -176,6 +208,13 @@ class ModelCheckpoint(_Monitor):
         self.saved.append(path)
         if self.verbose:
             print(f"ModelCheckpoint: saved {path} ({self.monitor}={logs.get(self.monitor)})")
+
+    def get_state(self) -> dict[str, Any] | None:
+        return {**super().get_state(), "saved": list(self.saved)}
+
+    def set_state(self, state: dict[str, Any] | None) -> None:
+        super().set_state(state)
+        self.saved = list(state["saved"])
 
 
 class ReduceLROnPlateau(_Monitor):
@@ -222,6 +261,14 @@ class ReduceLROnPlateau(_Monitor):
                         print(f"ReduceLROnPlateau: epoch {epoch + 1}: lr reduced to {new:g}")
                 self.cooldown_left, self.wait = self.cooldown, 0
 
+    def get_state(self) -> dict[str, Any] | None:
+        # The reduced lr is the optimizer's own: BackupAndRestore saves it with the optimizer.
+        return {**super().get_state(), "wait": self.wait, "cooldown_left": self.cooldown_left}
+
+    def set_state(self, state: dict[str, Any] | None) -> None:
+        super().set_state(state)
+        self.wait, self.cooldown_left = state["wait"], state["cooldown_left"]
+
 
 class CSVLogger(Callback):
     """Append one row per epoch (``epoch`` and every logged value) to a CSV file."""
@@ -244,6 +291,13 @@ class CSVLogger(Callback):
                 if new_file:
                     writer.writerow(["epoch", *self._keys])
             writer.writerow([epoch, *(logs.get(k, "") for k in self._keys)])
+
+    def get_state(self) -> dict[str, Any] | None:
+        return {"keys": self._keys}
+
+    def set_state(self, state: dict[str, Any] | None) -> None:
+        # on_train_begin emptied the file unless append: then it starts again with a header.
+        self._keys = state["keys"] if self.append else None
 
 
 def wrap(callbacks: Any) -> list[Callback]:
@@ -268,3 +322,4 @@ def check_monitors(callbacks: list[Callback], produced: list[str]) -> None:
             hint = " (pass validation_data= to get val_ keys)" if monitor.startswith("val_") else ""
             raise ValueError(f"{type(cb).__name__}: monitor={monitor!r} is not logged by this fit; "
                              f"it logs {produced}{hint}")
+

@@ -52,6 +52,11 @@ class CheckpointError(ValueError):
 
 def save(model: Any, path: str | os.PathLike[str]) -> None:
     """Write ``model`` to ``path`` atomically (see the module docstring for the layout)."""
+    write_atomic(path, entries(model))
+
+
+def entries(model: Any) -> dict[str, np.ndarray]:
+    """What :func:`save` writes: the metadata entry and every array, on the host, by entry name."""
     optimizer = model.optimizer
     meta = {
         "format": FORMAT, "version": VERSION, "model": class_name(type(model)),
@@ -68,6 +73,11 @@ def save(model: Any, path: str | os.PathLike[str]) -> None:
     if optimizer is not None:
         for name, state in optimizer.state.items():
             arrays.update({f"opt/{name}/{k}": to_numpy(v) for k, v in state.items()})
+    return arrays
+
+
+def write_atomic(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` of ``arrays`` to ``path``, atomically: a temporary file beside it, fsync, rename."""
     path = os.fspath(path)
     folder, prefix = os.path.dirname(os.path.abspath(path)), f".portnn-{os.path.basename(path)}."
     # Written beside the target and renamed over it: a failed save leaves the old file as it was.

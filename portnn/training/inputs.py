@@ -110,6 +110,15 @@ def check_fit_args(epochs: Any, batch_size: Any, verbose: Any = 1, on_nonfinite:
     return None if batch_size is None else _checks.integer("Sequential.fit", "batch_size", batch_size)
 
 
+def check_initial_epoch(initial_epoch: Any, epochs: int) -> int:
+    """``fit(initial_epoch=)``: Keras' meaning, the epochs ``initial_epoch..epochs-1`` are trained."""
+    _checks.integer("Sequential.fit", "initial_epoch", initial_epoch, minimum=0)
+    if initial_epoch > epochs:
+        raise ValueError(f"Sequential.fit: initial_epoch={initial_epoch} is past epochs={epochs}; "
+                         "epochs is the total, so training runs epochs initial_epoch..epochs-1")
+    return int(initial_epoch)
+
+
 def stop_on_nonfinite(history: Any, logs: dict[str, float], epoch: int, epochs: int,
                       on_nonfinite: str = "raise") -> bool:
     """After an epoch: ``False`` while its loss is finite, else raise (or warn and return ``True``)."""

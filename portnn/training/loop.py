@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import metrics as metrics_module
 from ..backends import init_rng
+from . import backup as _backup
 from . import callbacks as callbacks_module
 from . import inputs as _inputs
 from . import runner
@@ -50,7 +51,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
         shuffle: bool = True, validation_data: tuple[Any, Any] | None = None, verbose: int = 1,
         callbacks: Sequence[Any] = (), class_weight: dict[int, float] | None = None,
         sample_weight: Any = None, on_nonfinite: str = "raise", strategy: Local = LOCAL,
-        jit: bool | None = None) -> History:
+        jit: bool | None = None, initial_epoch: int = 0) -> History:
     """Train ``model``; see :meth:`portnn.Sequential.fit` for the arguments.
 
     ``strategy``: how the fit is distributed (:class:`portnn.distributed.DataParallel`);
@@ -61,6 +62,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                          "Sequential(layers, loss='mse', optimizer=portnn.SGD(0.1))")
     _check_values_device(model, "fit")
     batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle)
+    _inputs.check_initial_epoch(initial_epoch, epochs)
     metrics = metrics_module.get(model.metrics, model.loss)
     raw_y = y
     x, y = model.prepare_inputs(x, y)  # the checked data boundary (portnn._inputs)
@@ -89,10 +91,13 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     for cb in cbs:
         cb.set_model(model)
         cb.on_train_begin({})
+    fit_args = {"epochs": epochs, "batch_size": batch_size, "samples": n, "shuffle": shuffle,
+                "validation": validation_data is not None}
+    initial_epoch = _backup.resume(cbs, history, fit_args, initial_epoch)  # a backup's next epoch
     # Schedules continue across fit calls and checkpoints: optimizer.epoch counts epochs done.
-    first = model.optimizer.epoch
+    first = model.optimizer.epoch - initial_epoch
     try:
-        for epoch in range(epochs):
+        for epoch in range(initial_epoch, epochs):
             model.optimizer.epoch = first + epoch
             order = dp.shared(init_rng().permutation(n) if shuffle else None)
             run.begin_epoch(order)
@@ -129,6 +134,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
                 break
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
+            _backup.after_epoch(cbs, epoch)  # after every callback: their states of this epoch
             if model.stop_training:
                 break
     finally:
