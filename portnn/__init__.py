@@ -47,6 +47,7 @@ from .layers import (
     MaxPool2D,
     ReLU,
     Reshape,
+    Residual,
     Sigmoid,
     SimpleRNN,
     Softmax,
@@ -62,7 +63,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Embedding", "Flatten", "GlobalAvgPool2D", "LayerNorm",
-    "MaxPool2D", "Reshape", "UpSampling2D", "SimpleRNN", "LSTM", "GRU", "Conv2DTranspose",
+    "MaxPool2D", "Reshape", "UpSampling2D", "SimpleRNN", "LSTM", "GRU", "Conv2DTranspose", "Residual",
     "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError", "BinaryCrossEntropy",
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "NonFiniteLossError",

@@ -242,9 +242,16 @@ def _entry(obj: Any) -> dict[str, Any]:
 
 def _layer_entry(layer: Layer) -> dict[str, Any]:
     """A layer's class and config; a block built from a list of layers (Sequential) nests them."""
-    entry = {"class": class_name(type(layer)), "config": layer.config()}
+    config = layer.config()
+    entry: dict[str, Any] = {"class": class_name(type(layer)), "config": config}
     if "layers" in inspect.signature(type(layer).__init__).parameters:
         entry["layers"] = [_layer_entry(child) for child in layer.layers]
+        config.pop("layers", None)
+    # A layer given as an argument (Residual's shortcut) nests as an entry of its own.
+    entry["children"] = {key: _layer_entry(config.pop(key)) for key in
+                         [k for k, v in config.items() if isinstance(v, Layer)]}
+    if not entry["children"]:
+        del entry["children"]
     return entry
 
 
@@ -257,6 +264,7 @@ def _build_layer(entry: dict[str, Any], path: Any) -> Layer:
     config = dict(entry["config"])
     if "layers" in entry:
         config["layers"] = [_build_layer(child, path) for child in entry["layers"]]
+    config.update({key: _build_layer(child, path) for key, child in entry.get("children", {}).items()})
     if class_name(cls) == cls.__name__ and "init" in config:
         config["init"] = "zeros"  # portnn's initializers: the saved weights replace it; draw nothing
     return cls(**config)
