@@ -37,15 +37,13 @@ _replace = os.replace
 
 
 def replace(src: str, dst: str) -> None:  # the atomic save's rename: pause before or after it
-    backup = dst.endswith("portnn-backup.npz")
+    backup = os.fspath(dst).endswith("portnn-backup.npz")
     if backup:
         pause("save")
     _replace(src, dst)
     if backup:
         pause("saved")
 
-
-os.replace = replace
 
 
 class Probe(portnn.Layer):
@@ -85,6 +83,7 @@ def weights(m: portnn.Sequential) -> dict[str, np.ndarray]:
 
 
 if __name__ == "__main__":
+    os.replace = replace  # only in the script's own process, never in a test importing this module
     backend, folder, out = sys.argv[1:4]
     # A restarted run draws other initial weights and seeds: the backup must put back all of it.
     resumed = os.path.exists(os.path.join(folder, "portnn-backup.npz"))
