@@ -36,9 +36,9 @@ Epoch = Callable[[], None]  # one shuffled pass over the data set
 # --------------------------------------------------------------------------- MLP
 
 
-def _mlp_model() -> portnn.Sequential:
+def _mlp_model(backend: str = "numpy") -> portnn.Sequential:
     portnn.seed(0)
-    with portnn.use_backend("numpy"):
+    with portnn.use_backend(backend):
         return portnn.Sequential([
             portnn.Dense(784, 256), portnn.ReLU(), portnn.Dense(256, 128), portnn.ReLU(),
             portnn.Dense(128, 10)], loss=portnn.CrossEntropy(), optimizer=portnn.SGD(LR, MOMENTUM))
@@ -53,14 +53,10 @@ def portnn_mlp(x: np.ndarray, y: np.ndarray, batch: int) -> Epoch:
 
 def portnn_jax_mlp(x: np.ndarray, y: np.ndarray, batch: int) -> Epoch:
     """portnn's fit on the JAX backend, compiled (an epoch is one program); data moved once."""
-    portnn.seed(0)
-    with portnn.use_backend("jax") as be:
-        model = portnn.Sequential([
-            portnn.Dense(784, 256), portnn.ReLU(), portnn.Dense(256, 128), portnn.ReLU(),
-            portnn.Dense(128, 10)], loss=portnn.CrossEntropy(), optimizer=portnn.SGD(LR, MOMENTUM))
-        xd, yd = be.asarray(x), be.asarray(y, dtype=be.index_dtype)
-    epoch = lambda: model.fit(xd, yd, epochs=1, batch_size=batch, verbose=0)  # noqa: E731
-    return epoch
+    model = _mlp_model("jax")
+    be = model.backend
+    xd, yd = be.asarray(x), be.asarray(y, dtype=be.index_dtype)
+    return lambda: model.fit(xd, yd, epochs=1, batch_size=batch, verbose=0)
 
 
 def portnn_steps(x: np.ndarray, y: np.ndarray, batch: int) -> Epoch:
@@ -153,20 +149,17 @@ def torch_mlp(x: np.ndarray, y: np.ndarray, batch: int) -> Epoch:
 # --------------------------------------------------------------------------- XOR, batch 1
 
 
-def portnn_xor(epochs: int) -> Epoch:
+def portnn_xor(epochs: int, backend: str = "numpy") -> Epoch:
     portnn.seed(0)
-    with portnn.use_backend("numpy"):
+    with portnn.use_backend(backend):
         model = portnn.Sequential([portnn.Dense(2, 3), portnn.Tanh(), portnn.Dense(3, 1), portnn.Tanh()],
                                   loss=portnn.MSE(), optimizer=portnn.SGD(0.1))
     return lambda: model.fit(XOR_X, XOR_Y, epochs=epochs, batch_size=1, verbose=0)
 
 
 def portnn_jax_xor(epochs: int) -> Epoch:
-    portnn.seed(0)
-    with portnn.use_backend("jax"):
-        model = portnn.Sequential([portnn.Dense(2, 3), portnn.Tanh(), portnn.Dense(3, 1), portnn.Tanh()],
-                                  loss=portnn.MSE(), optimizer=portnn.SGD(0.1))
-    return lambda: model.fit(XOR_X, XOR_Y, epochs=epochs, batch_size=1, verbose=0)
+    """The same on the JAX backend, compiled (a 4-sample epoch is one program)."""
+    return portnn_xor(epochs, "jax")
 
 
 def compile_seconds(make: Callable[[], Epoch]) -> float:
