@@ -6,6 +6,9 @@ Columns: ``portnn-numpy`` (the CPU baseline), ``portnn-cupy``, ``portnn-torch`` 
 
 from __future__ import annotations
 
+import os
+import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -131,3 +134,40 @@ def report_lines(kind: str, rates: dict[str, float], batch: int) -> list[str]:
         speedup = f"  {rate / rates[cpu]:6.2f}x {cpu}" if name != cpu and cpu in rates else ""
         lines.append(f"  {name:14s} {rate:10.0f}{speedup}")
     return lines
+
+
+def pin_threads(threads: int | None, reexec: bool = True) -> str:
+    """Run this process with ``threads`` compute threads in every library: NumPy's BLAS, PyTorch
+    (``torch.set_num_threads``, left to the caller) and XLA. Returns a description for the report.
+
+    XLA's CPU client sizes its thread pool from the cores the process may run on when it starts;
+    jax 0.10.2 ignores ``XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"``
+    (a 2048x2048 product burns 2 s of CPU a second with it as without it), so the process is pinned
+    to ``threads`` cores before JAX starts. OpenBLAS reads ``OPENBLAS_NUM_THREADS`` when NumPy is
+    imported: where it differs, the script is started again (``reexec``) with it set.
+    """
+    if not threads:
+        return f"default threads ({os.cpu_count()} cores)"
+    want = str(threads)
+    if any(os.environ.get(name) != want for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
+        if not reexec:
+            raise RuntimeError(f"set OPENBLAS_NUM_THREADS={want} OMP_NUM_THREADS={want} before NumPy "
+                               "is imported")
+        os.environ.update(OPENBLAS_NUM_THREADS=want, OMP_NUM_THREADS=want)
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    if "jax" in sys.modules:
+        print("warning: JAX was imported before the process was pinned: XLA may use every core")
+    cores = sorted(os.sched_getaffinity(0))[:threads]
+    os.sched_setaffinity(0, cores)
+    return f"{threads} thread(s): OPENBLAS_NUM_THREADS={want}, torch {want}, XLA pinned to core(s) {cores}"
+
+
+def spread(values: list[float], digits: int = 0) -> str:
+    """The range and median of the interleaved rounds' figures, and the range as a percentage of the
+    median: how much the load moved a column."""
+    if len(values) < 2:
+        return "(one round: no spread)"
+    lo, hi, mid = min(values), max(values), statistics.median(values)
+    return (f"rounds {lo:,.{digits}f}-{hi:,.{digits}f}, median {mid:,.{digits}f} "
+            f"(spread {(hi - lo) / mid:.0%})")

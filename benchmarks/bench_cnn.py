@@ -6,7 +6,7 @@ batch 64 of synthetic 28x28 images. One step is forward + backward + SGD update.
 
     python benchmarks/bench_cnn.py            # about 25 s on an idle machine
     python benchmarks/bench_cnn.py --quick    # a few steps each (CI smoke run)
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_cnn.py --threads 1   # single-threaded
+    python benchmarks/bench_cnn.py --threads 1   # single-threaded: BLAS, torch and XLA (pinned to a core)
 
 Timings are only meaningful on an otherwise idle machine: both NumPy's BLAS and
 PyTorch use every core, and a busy core stalls their thread pools.
@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from bench_mlp import peak_memory  # the same tracemalloc measure of one step
+from _throughput import pin_threads, spread
+from bench_mlp import compile_note, peak_memory  # the same measures as the MLP's
 
 import portnn
 
@@ -58,7 +59,7 @@ class JaxEpochs:
             self.x, self.y = be.asarray(data[0]), be.asarray(data[1], dtype=be.index_dtype)
         self.batch, self.batches = batch, len(data[0]) // batch
 
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> None:
+    def __call__(self, x: np.ndarray | None = None, y: np.ndarray | None = None) -> None:
         self.model.fit(self.x, self.y, epochs=1, batch_size=self.batch, shuffle=False, verbose=0)
 
 
@@ -194,8 +195,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--backend", default="numpy", help="portnn backend (default numpy)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (set OPENBLAS_NUM_THREADS for NumPy to match)")
+                        help="threads of BLAS, torch and XLA (XLA: the process is pinned to that many cores)")
     args = parser.parse_args(argv)
+    pinned = pin_threads(args.threads, reexec=argv is None)
     rounds, min_steps = (1, 2) if args.quick else (args.rounds, 3)
     rng = np.random.default_rng(0)
     data = (rng.standard_normal((8 * args.batch_size, 1, 28, 28)).astype(np.float32),
@@ -215,40 +217,37 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     jax_reason = portnn.backends.unavailable_reason("jax")
     if jax_reason is None and args.backend != "jax":
         makers["portnn-jax"] = lambda b: JaxEpochs(data, b)
-        threads += ", XLA " + ("1 thread" if "intra_op_parallelism_threads=1" in os.environ.get(
-            "XLA_FLAGS", "") else "default threads")
     elif jax_reason is not None:
-        print(f"portnn-jax: not measured ({jax_reason})")
+        print(f"portnn-jax: jax not installed or unusable, not measured ({jax_reason})")
     if args.quick:
         print("smoke run (--quick): a few steps each, so the ratios below mean nothing")
-    print(f"CNN training throughput (images/s, best of {rounds} interleaved rounds), "
-          f"batch {args.batch_size}, float32{threads}")
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    print(f"CNN training throughput (images/s, best of {rounds} interleaved rounds), "
+          f"batch {args.batch_size}, float32; {pinned}{threads}; load average {load:.2f} on {cores} cores")
     if load > 0.5 * cores:
         # Multi-threaded BLAS and torch stall (10x and worse) when other processes hold the cores.
         print(f"  warning: load average {load:.1f} on {cores} cores; figures are unreliable "
-              f"(compare single-threaded: OPENBLAS_NUM_THREADS=1 ... --threads 1)")
+              f"(compare single-threaded: --threads 1)")
     steps = {name: make(args.batch_size) for name, make in makers.items()}
-    compiled = {}
-    for name, step in steps.items():
-        start = time.perf_counter()
+    # The process's first compile, as a user's first fit pays it (about 1.5 s more than a later one).
+    jax_compile = compile_note(lambda: JaxEpochs(data, args.batch_size)) if "portnn-jax" in steps else ""
+    for step in steps.values():
         throughput(step, data, args.batch_size, 0.0, 1 if args.quick else 3)  # warm-up (and compile)
-        compiled[name] = time.perf_counter() - start
     # Interleaved rounds, best kept: load from other processes hits every framework alike.
-    results = dict.fromkeys(steps, 0.0)
+    rates: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             time.sleep(0.05)  # PyTorch's idle threads spin for a while: start on quiet cores
-            rate = throughput(step, data, args.batch_size, 0.0 if args.quick else args.seconds / rounds,
-                              min_steps)
-            results[name] = max(results[name], rate)
+            rates[name].append(throughput(step, data, args.batch_size,
+                                          0.0 if args.quick else args.seconds / rounds, min_steps))
+    results = {name: max(values) for name, values in rates.items()}
     for name, rate in results.items():
-        print(f"  {name:20s} {rate:9.0f}")
+        print(f"  {name:20s} {rate:9.0f}   {spread(rates[name])}")
     if "portnn-jax" in results and "torch-cpu" in results:
         ratio = results["portnn-jax"] / results["torch-cpu"]
         print(f"  portnn-jax / torch-cpu      {ratio:6.2f}x the throughput   (compiled; target >= 1.0x: "
-              f"{'met' if ratio >= 1.0 else 'MISSED'}); first epoch with compiling "
-              f"{compiled['portnn-jax']:.2f} s")
+              f"{'met' if ratio >= 1.0 else 'MISSED'}); "
+              f"{jax_compile}")
     ours = results[f"portnn-{args.backend}"]
     for name, value in results.items():
         if not name.startswith("portnn"):

@@ -8,7 +8,7 @@
 
     python benchmarks/bench_mlp.py            # about 20 s on an idle machine
     python benchmarks/bench_mlp.py --quick    # a few steps each (CI smoke run)
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_mlp.py --threads 1   # single-threaded
+    python benchmarks/bench_mlp.py --threads 1   # single-threaded: BLAS, torch and XLA (pinned to a core)
 
 Timings are only meaningful on an otherwise idle machine: both NumPy's BLAS and
 PyTorch use every core, and a busy core stalls their thread pools.
@@ -23,6 +23,7 @@ import tracemalloc
 from collections.abc import Callable
 
 import numpy as np
+from _throughput import pin_threads, spread
 
 import portnn
 
@@ -162,15 +163,36 @@ def portnn_jax_xor(epochs: int) -> Epoch:
     return portnn_xor(epochs, "jax")
 
 
-def compile_seconds(make: Callable[[], Epoch]) -> float:
-    """The first call's extra time over a warm one: what compiling costs (JAX)."""
+_JAX_COMPILE = {"seconds": 0.0}  # what jax.monitoring reports for tracing, lowering and XLA compiling
+
+
+def _jax_compile_listener(event: str, seconds: float, **_: object) -> None:
+    if event.startswith("/jax/core/compile/"):
+        _JAX_COMPILE["seconds"] += seconds
+
+
+def compile_seconds(make: Callable[[], Epoch]) -> tuple[float, float]:
+    """The first call's extra time over a warm one (what compiling costs a first fit on JAX), and of
+    it the seconds JAX itself reports for tracing, lowering and XLA's compile (``jax.monitoring``).
+    The first compile of a process is the dearest (XLA starts up): measure it before any other."""
+    import jax.monitoring
+
+    if not _JAX_COMPILE.get("listening"):
+        jax.monitoring.register_event_duration_secs_listener(_jax_compile_listener)
+        _JAX_COMPILE["listening"] = True
     run = make()
+    _JAX_COMPILE["seconds"] = 0.0
     start = time.perf_counter()
     run()
-    first = time.perf_counter() - start
+    first, jax_seconds = time.perf_counter() - start, _JAX_COMPILE["seconds"]
     start = time.perf_counter()
     run()
-    return first - (time.perf_counter() - start)
+    return first - (time.perf_counter() - start), jax_seconds
+
+
+def compile_note(make: Callable[[], Epoch]) -> str:
+    extra, jax_seconds = compile_seconds(make)
+    return f"compile: first fit {extra:.2f} s slower than a warm one (JAX reports {jax_seconds:.2f} s)"
 
 
 def numpy_xor(epochs: int) -> Epoch:
@@ -226,19 +248,24 @@ def torch_xor(epochs: int) -> Epoch:
 # --------------------------------------------------------------------------- timing
 
 
-def best_time(runs: dict[str, Epoch], rounds: int, repeats: int) -> dict[str, float]:
-    """Seconds per call of each runner, best of interleaved rounds (load hits all alike)."""
+def round_times(runs: dict[str, Epoch], rounds: int, repeats: int) -> dict[str, list[float]]:
+    """Seconds per call of each runner in each of the interleaved rounds (load hits all alike)."""
     for run in runs.values():
-        run()  # warm-up
-    best = dict.fromkeys(runs, float("inf"))
+        run()  # warm-up (and JAX's compile)
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(rounds):
         for name, run in runs.items():
             time.sleep(0.05)  # PyTorch's idle threads spin for a while: start on quiet cores
             start = time.perf_counter()
             for _ in range(repeats):
                 run()
-            best[name] = min(best[name], (time.perf_counter() - start) / repeats)
-    return best
+            times[name].append((time.perf_counter() - start) / repeats)
+    return times
+
+
+def best_time(runs: dict[str, Epoch], rounds: int, repeats: int) -> dict[str, float]:
+    """Seconds per call of each runner, best of interleaved rounds."""
+    return {name: min(t) for name, t in round_times(runs, rounds, repeats).items()}
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -249,8 +276,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--rounds", type=int, default=10,
                         help="interleaved timing rounds; the best counts (other load hits all alike)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (set OPENBLAS_NUM_THREADS for NumPy to match)")
+                        help="threads of BLAS, torch and XLA (XLA: the process is pinned to that many cores)")
     args = parser.parse_args(argv)
+    pinned = pin_threads(args.threads, reexec=argv is None)
     quick = args.quick
     samples, rounds = (4 * args.batch_size, 1) if quick else (args.samples, args.rounds)
     rng = np.random.default_rng(0)
@@ -270,33 +298,36 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     jax_reason = portnn.backends.unavailable_reason("jax")
     if jax_reason is None:
         makers["portnn-jax"], xor_makers["portnn-jax"] = portnn_jax_mlp, portnn_jax_xor
-        threads += ", XLA: " + ("1 thread" if "intra_op_parallelism_threads=1" in os.environ.get(
-            "XLA_FLAGS", "") else "its default threads")
     else:
-        print(f"portnn-jax: not measured ({jax_reason})")
+        print(f"portnn-jax: jax not installed or unusable, not measured ({jax_reason})")
 
     threads += f", OPENBLAS_NUM_THREADS {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}"
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if load > 0.5 * cores:
         # Multi-threaded BLAS and torch stall (10x and worse) when other processes hold the cores.
         print(f"warning: load average {load:.1f} on {cores} cores; figures are unreliable "
-              f"(compare single-threaded: OPENBLAS_NUM_THREADS=1 ... --threads 1)")
+              f"(compare single-threaded: --threads 1)")
     if quick:
         print("smoke run (--quick): a few steps each, so the ratios below mean nothing")
-    mlp = best_time({k: make(x, y, args.batch_size) for k, make in makers.items()}, rounds, 1)
+    print(f"threads: {pinned}; {threads}; load average {load:.2f} on {cores} cores at the start")
+    # The process's first compile: it also pays XLA's one-time start (about 1.5 s of the CNN's).
+    jax = "portnn-jax" in makers
+    jax_compile = compile_note(lambda: portnn_jax_mlp(x, y, args.batch_size)) if jax else ""
+    mlp_rounds = round_times({k: make(x, y, args.batch_size) for k, make in makers.items()}, rounds, 1)
+    mlp = {name: min(t) for name, t in mlp_rounds.items()}
     print(f"MLP 784-256-128-10 training throughput (samples/s, best of {rounds} rounds of one "
-          f"{samples}-sample epoch), batch {args.batch_size}, float32, {threads}")
+          f"{samples}-sample epoch), batch {args.batch_size}, float32")
     results = {f"mlp {k}": samples / t for k, t in mlp.items()}
     for name, seconds in mlp.items():
-        print(f"  {name:20s} {samples / seconds:9.0f}")
+        print(f"  {name:20s} {samples / seconds:9.0f}   {spread([samples / t for t in mlp_rounds[name]])}")
     # The PyTorch target is for its default threads; single-threaded it is only a comparison.
     targets = {"numpy-handwritten": 1.0, "torch-cpu": None if args.threads == 1 else 1.5}
     if "portnn-jax" in mlp:
         jax_ratio = mlp["numpy-handwritten"] / mlp["portnn-jax"]
         results["mlp ratio jax"] = jax_ratio
         print(f"  portnn-jax / numpy-handwritten {jax_ratio:6.2f}x the throughput   (compiled; "
-              f"target >= 1.2x: {'met' if jax_ratio >= 1.2 else 'MISSED'}); compile "
-              f"{compile_seconds(lambda: portnn_jax_mlp(x, y, args.batch_size)):.2f} s")
+              f"target >= 1.2x: {'met' if jax_ratio >= 1.2 else 'MISSED'}); "
+              f"{jax_compile}")
     equal = mlp["numpy-handwritten"] / mlp["portnn-steps"]
     results["mlp ratio equal work"] = equal
     print(f"  portnn-steps / numpy-handwritten {equal:6.2f}x the throughput   (equal work: train steps "
@@ -311,15 +342,20 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
             print(f"  portnn / {name:17s} {ratio:6.2f}x the throughput{mark}")
 
     epochs = 5 if quick else 250
-    xor = best_time({k: make(epochs) for k, make in xor_makers.items()}, rounds, 1)
-    print(f"XOR 2-3-1 tanh, batch 1: microseconds per training step (best of {rounds} rounds)")
+    xor_rounds = round_times({k: make(epochs) for k, make in xor_makers.items()}, rounds, 1)
+    xor = {name: min(t) for name, t in xor_rounds.items()}
+    print(f"XOR 2-3-1 tanh, batch 1: microseconds per training step (best of {rounds} rounds of "
+          f"{epochs} epochs of 4 samples)")
     for name, seconds in xor.items():
         results[f"xor {name}"] = seconds / (4 * epochs) * 1e6
-        print(f"  {name:20s} {results[f'xor {name}']:9.1f}")
+        print(f"  {name:20s} {results[f'xor {name}']:9.1f}   "
+              f"{spread([t / (4 * epochs) * 1e6 for t in xor_rounds[name]], 1)}")
     if "portnn-jax" in xor:
         ratio = xor["numpy-handwritten"] / xor["portnn-jax"]
+        results["xor ratio jax"] = ratio
         print(f"  portnn-jax is {ratio:5.2f}x as fast as numpy-handwritten   (compiled, an epoch per "
-              f"program; target > 1x: {'met' if ratio > 1 else 'MISSED'})")
+              f"program; target > 1x: {'met' if ratio > 1 else 'MISSED'}); "
+              f"{compile_note(lambda: portnn_jax_xor(1))}")
     for name, seconds in xor.items():
         if name not in ("portnn-numpy", "portnn-jax"):
             ratio = xor["portnn-numpy"] / seconds
