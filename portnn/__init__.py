@@ -32,8 +32,10 @@ from .gradcheck import GradcheckError, gradcheck, gradcheck_loss
 from .layers import (
     GRU,
     LSTM,
+    Add,
     AvgPool2D,
     BatchNorm,
+    Concatenate,
     Conv2D,
     Conv2DTranspose,
     Dense,
@@ -41,10 +43,12 @@ from .layers import (
     Embedding,
     Flatten,
     GlobalAvgPool2D,
+    Input,
     Layer,
     LayerNorm,
     LeakyReLU,
     MaxPool2D,
+    Multiply,
     ReLU,
     Reshape,
     Residual,
@@ -55,6 +59,7 @@ from .layers import (
     UpSampling2D,
 )
 from .losses import MSE, BinaryCrossEntropy, CrossEntropy, Loss
+from .models import Model
 from .network import CheckpointError, History, Sequential, from_architecture
 from .optimizers import SGD, Adam, AdamW, CosineDecay, ExponentialDecay, Optimizer, RMSProp, StepDecay
 from .training.inputs import NonFiniteLossError
@@ -64,6 +69,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AvgPool2D", "BatchNorm", "Conv2D", "Dropout", "Embedding", "Flatten", "GlobalAvgPool2D", "LayerNorm",
     "MaxPool2D", "Reshape", "UpSampling2D", "SimpleRNN", "LSTM", "GRU", "Conv2DTranspose", "Residual",
+    "Add", "Concatenate", "Input", "Model", "Multiply",
     "MSE", "SGD", "Adam", "AdamW", "Backend", "BackendError", "BinaryCrossEntropy",
     "CheckpointError", "CosineDecay", "CrossEntropy", "Dense", "DeviceMismatchError",
     "ExponentialDecay", "GradcheckError", "History", "Layer", "LeakyReLU", "Loss", "NonFiniteLossError",

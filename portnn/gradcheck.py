@@ -70,48 +70,58 @@ def _compare(name: str, analytic: np.ndarray, numeric: np.ndarray, p: _Precision
 def gradcheck(layer: Layer, x: Any, training: bool = False, seed: int = 0) -> None:
     """Check ``layer.backward`` (input and parameter gradients) by finite differences.
 
+    ``x``: the input, or a list of inputs for a layer taking several (a merge layer, a
+    :class:`~portnn.Model` with several inputs): each input's gradient is checked.
     The layer's parameters are cast in place to float64 where the device has it.
     Raises :class:`GradcheckError` on a mismatch.
 
     Example:
         >>> portnn.gradcheck(portnn.Dense(3, 2), np.random.rand(4, 3))
+        >>> portnn.gradcheck(portnn.Multiply(), [np.random.rand(4, 3), np.random.rand(4, 3)])
     """
-    be = backend_of(x) if not isinstance(x, np.ndarray) else (layer.backend or get_backend())
+    many = isinstance(x, list | tuple)
+    first = x[0] if many else x
+    be = backend_of(first) if not isinstance(first, np.ndarray) else (layer.backend or get_backend())
     with be.activate():
-        _gradcheck(layer, x, be, training, seed)
+        _gradcheck(layer, list(x) if many else [x], many, be, training, seed)
 
 
-def _gradcheck(layer: Layer, x: Any, be: Backend, training: bool, seed: int) -> None:
+def _gradcheck(layer: Layer, xs: list[Any], many: bool, be: Backend, training: bool, seed: int) -> None:
     p = _precision(be)
     layer.to(be, dtype=p.dtype)
-    host = be.to_numpy(x) if not isinstance(x, np.ndarray) else x
+    hosts = [be.to_numpy(x) if not isinstance(x, np.ndarray) else x for x in xs]
     # Integer inputs (an Embedding's indices) stay integers and have no gradient to check.
-    integer = host.dtype.kind in "biu"
-    x_host = host.astype(be.index_dtype if integer else p.dtype)
+    hosts = [h.astype(be.index_dtype if h.dtype.kind in "biu" else p.dtype) for h in hosts]
     dev = lambda a: be.asarray(a, dtype=p.dtype)  # noqa: E731
-    x_dev = be.asarray(x_host, dtype=str(x_host.dtype))
-    y = layer.forward(x_dev, training)
+    devs = [be.asarray(h, dtype=str(h.dtype)) for h in hosts]
+    run = lambda inputs: layer.forward(inputs if many else inputs[0], training)  # noqa: E731
+    y = run(devs)
     dy_host = np.random.default_rng(seed).standard_normal(tuple(y.shape)).astype(p.dtype)
     dx = layer.backward(dev(dy_host))
+    dxs = dx if many else [dx]
     slots = layer.named_parameters()  # a block's own and its children's, by path
     grads = {path: be.to_numpy(owner.grads[key]) for path, owner, key in slots}
+    name = type(layer).__name__
+    for i, host in enumerate(hosts):
+        if host.dtype.kind in "iu":
+            continue
 
-    def objective(x_: np.ndarray) -> float:
-        return float(np.sum(be.to_numpy(layer.forward(dev(x_), training)) * dy_host))
+        def objective(x_: np.ndarray, i: int = i) -> float:
+            inputs = [dev(x_) if j == i else d for j, d in enumerate(devs)]
+            return float(np.sum(be.to_numpy(run(inputs)) * dy_host))
 
-    if not integer:
-        _compare(f"{type(layer).__name__} input", be.to_numpy(dx),
-                 numerical_gradient(objective, x_host.copy(), p.eps), p)
+        _compare(f"{name} input{f' {i}' if many else ''}", be.to_numpy(dxs[i]),
+                 numerical_gradient(objective, host.copy(), p.eps), p)
     for path, owner, key in slots:
         w = be.to_numpy(owner.params[key]).astype(p.dtype)
 
         def objective_w(w_: np.ndarray, owner: Layer = owner, key: str = key) -> float:
             owner.params[key] = dev(w_)
-            return float(np.sum(be.to_numpy(layer.forward(x_dev, training)) * dy_host))
+            return float(np.sum(be.to_numpy(run(devs)) * dy_host))
 
         numeric = numerical_gradient(objective_w, w.copy(), p.eps)
         owner.params[key] = dev(w)
-        _compare(f"{type(layer).__name__} {path}", grads[path], numeric, p)
+        _compare(f"{name} {path}", grads[path], numeric, p)
 
 
 def gradcheck_loss(loss: Loss, y_pred: Any, y_true: Any) -> None:

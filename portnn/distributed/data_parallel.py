@@ -15,6 +15,7 @@ import numpy as np
 from .. import backends
 from ..backends import array_namespace
 from ..backends._communicators import Communicator
+from ..training import batches
 from ..training.step import LOCAL, Local
 from .launch import resolve
 
@@ -246,9 +247,9 @@ def evaluate(x: Any, y: Any, comm: Communicator, local: Any) -> dict[str, float]
 
     ``local(x, y)`` evaluates one part: its per-sample means as floats.
     """
-    n = x.shape[0]
+    n = batches.count(x)
     lo, hi, _ = shard(0, n, comm)
-    logs = local(x[lo:hi, ...], y[lo:hi, ...]) if hi > lo else {}
+    logs = local(batches.rows(x, lo, hi), y[lo:hi, ...]) if hi > lo else {}
     keys = comm.broadcast_object(list(logs))  # rank 0 always has a part
     sums = comm.allreduce(np.array([logs.get(k, 0.0) * (hi - lo) for k in keys]))
     return {k: float(s) / n for k, s in zip(keys, sums, strict=True)}
@@ -261,13 +262,15 @@ def _sizes(n: int, size: int) -> list[int]:
 
 def predict(model: Any, x: Any, comm: Communicator, batch_size: int | None = None) -> Any:
     """``model.predict(x)`` computed in parts, one per rank, and gathered on every rank."""
-    n = x.shape[0]
+    n = batches.count(x)
     if n == 0 or comm.size == 1:
         return model.predict(x, batch_size)
-    xp = array_namespace(x)
     lo, hi, _ = shard(0, n, comm)
     rows = -(-n // comm.size)
     # Equal shapes for the gather: pad with leading rows of x, dropped again below.
-    part = x[lo:hi, ...] if hi - lo == rows else xp.concat([x[lo:hi, ...], x[:rows - (hi - lo), ...]])
-    gathered = comm.allgather(model.predict(part, batch_size))
+    part = batches.each(x, lambda a: a[lo:hi, ...] if hi - lo == rows else
+                        array_namespace(a).concat([a[lo:hi, ...], a[:rows - (hi - lo), ...]]))
+    out = model.predict(part, batch_size)
+    gathered = comm.allgather(out)
+    xp = array_namespace(out)
     return xp.concat([gathered[r * rows:r * rows + k, ...] for r, k in enumerate(_sizes(n, comm.size))])

@@ -7,6 +7,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..backends import Backend, activate_for, backend_of, check_device, get_backend
+from . import symbolic
 from ._params import Params
 
 if TYPE_CHECKING:
@@ -61,11 +62,19 @@ class Layer:
         self.backward(dy)
 
     def __call__(self, x: Any, training: bool = False) -> Any:
-        """``forward`` after checking that ``x`` is on the parameters' device, with that device current."""
+        """``forward`` after checking that ``x`` is on the parameters' device, with that device current.
+
+        On symbolic tensors (:func:`portnn.Input`) it computes nothing and records a node of a
+        graph instead: the output's symbolic tensor, for :class:`portnn.Model`.
+        """
+        if symbolic.is_symbolic(x):
+            return symbolic.call(self, x)
         be = self.backend
+        xs = x if isinstance(x, list | tuple) else (x,)  # a merge layer takes a list
         if be is not None:
-            check_device(type(self).__name__, x, be)
-        with be.activate() if be is not None else activate_for(x):
+            for a in xs:
+                check_device(type(self).__name__, a, be)
+        with be.activate() if be is not None else activate_for(xs[0] if xs else x):
             return self.forward(x, training)
 
     def add_param(self, name: str, value: np.ndarray, buffer: bool = False) -> None:

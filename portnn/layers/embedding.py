@@ -7,6 +7,7 @@ from typing import Any
 from .. import _checks, initializers
 from ..backends import _fast as fast
 from ..backends import array_namespace
+from . import symbolic
 from ._base import Layer
 
 
@@ -41,8 +42,9 @@ class Embedding(Layer):
     def __call__(self, x: Any, training: bool = False) -> Any:
         from ..training import inputs
 
-        be = self.backend
-        return super().__call__(inputs.indices(be, x, self, "x"), training)
+        if symbolic.is_symbolic(x):  # building a graph: nothing to check yet
+            return super().__call__(x, training)
+        return super().__call__(inputs.indices(self.backend, x, self, "x"), training)
 
     def forward(self, x: Any, training: bool = False) -> Any:
         xp = array_namespace(x)

@@ -17,13 +17,14 @@ from .. import distributed as _distributed
 from .. import metrics as _metrics
 from ..backends import Backend, get_backend, on_device
 from ..layers import Layer
-from ..training import History
+from ..layers.symbolic import index_reader
+from ..training import History, batches
 from ..training import callbacks as _callbacks
 from ..training import checkpoints as _checkpoint
 from ..training import inputs as _inputs
 from . import summary as _summary
 
-__all__ = ["BaseModel"]
+__all__ = ["BaseModel", "backward_use"]
 
 Callback = _callbacks.Callback
 CallbackFn = Callable[["BaseModel", int, dict[str, float]], Any]
@@ -61,6 +62,17 @@ class BaseModel(Layer):
             raise ValueError(f"{type(self).__name__}: the layers' parameters live on different "
                              f"backends: {sorted(placed)}; pass backend= to move them all to one")
 
+    def input_specs(self) -> list[tuple[tuple[int | None, ...] | None, Layer | None]]:
+        """Per input: one sample's shape (``None``: not fixed by the model) and the
+        :class:`~portnn.Embedding` it goes into first (``None``: the input is features)."""
+        return [(None, index_reader(self.layers[0]) if self.layers else None)]
+
+    @classmethod
+    def rebuild(cls, layers: list[Layer], graph: dict[str, Any] | None = None) -> BaseModel:
+        """The model a checkpoint describes, from its rebuilt ``layers`` (and ``graph``, for a
+        :class:`~portnn.Model`)."""
+        return cls(layers)
+
     # ------------------------------------------------------------------ placement
 
     @property
@@ -95,7 +107,9 @@ class BaseModel(Layer):
     def prepare_inputs(self, x: Any, *y: Any) -> Any:
         """The checked data boundary (:mod:`portnn.training.inputs`): ``x`` or ``(x, y)`` on the device."""
         moved = _inputs.prepare(self, x, *y)
-        self.input_shape = tuple((moved[0] if y else moved).shape[1:])  # for summary()
+        features = moved[0] if y else moved
+        if not isinstance(features, list):  # a graph model knows its input shapes
+            self.input_shape = tuple(features.shape[1:])  # for summary()
         return moved
 
     # ------------------------------------------------------------------ training
@@ -174,8 +188,8 @@ class BaseModel(Layer):
             return _distributed.predict(self, x, comm, batch_size)
         if batch_size is None:
             return self.forward(x)
-        n = x.shape[0]
-        outs = [self.forward(x[s:min(s + batch_size, n), ...]) for s in range(0, n, batch_size)]
+        n = batches.count(x)
+        outs = [self.forward(batches.rows(x, s, min(s + batch_size, n))) for s in range(0, n, batch_size)]
         return self.backend.xp.concat(outs, axis=0)
 
     @on_device
@@ -241,3 +255,23 @@ class BaseModel(Layer):
         """
         with get_backend(backend, device).activate():
             return _checkpoint.load(cls, path, backend, device, allow_nonfinite)
+
+
+def backward_use(layer: Layer, dy: Any, state: Any, seen: set[int], params_only: bool = False) -> Any:
+    """``layer.backward(dy)`` for one of its uses in a model, walked from the output back.
+
+    ``state``: that use's :meth:`~portnn.layers.Layer.call_state` (``None`` for a layer used
+    once), put back first. A layer in ``seen`` had a later use: its parameter gradients are
+    the sum over the uses. ``params_only``: ``backward_params`` (nobody reads ``dx``).
+    """
+    if state is not None:
+        layer.restore_call_state(state)
+    if id(layer) not in seen:  # its last use: the gradients are its own
+        seen.add(id(layer))
+        return layer.backward_params(dy) if params_only else layer.backward(dy)
+    slots = layer.named_parameters()
+    earlier = [owner.grads[key] for _, owner, key in slots]
+    dx = layer.backward_params(dy) if params_only else layer.backward(dy)
+    for (_, owner, key), g in zip(slots, earlier, strict=True):
+        owner.grads[key] = owner.grads[key] + g
+    return dx

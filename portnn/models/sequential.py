@@ -9,7 +9,7 @@ from .. import _checks, losses, optimizers
 from .. import layers as layers_module
 from ..backends import Backend
 from ..layers import Layer
-from .base import BaseModel
+from .base import BaseModel, backward_use
 
 __all__ = ["Sequential", "from_architecture"]
 
@@ -72,19 +72,9 @@ class Sequential(BaseModel):
         return x
 
     def _backward_shared(self, dy: Any) -> Any:
-        done: set[int] = set()
+        seen: set[int] = set()
         for layer, state in zip(reversed(self.layers), reversed(self._states), strict=True):
-            if state is not None:
-                layer.restore_call_state(state)
-            if id(layer) not in done:  # its first use seen from the end: the gradients are its own
-                dy = layer.backward(dy)
-                done.add(id(layer))
-                continue
-            slots = layer.named_parameters()
-            earlier = [owner.grads[key] for _, owner, key in slots]
-            dy = layer.backward(dy)
-            for (_, owner, key), g in zip(slots, earlier, strict=True):
-                owner.grads[key] = owner.grads[key] + g  # a shared layer's gradient: the sum over uses
+            dy = backward_use(layer, dy, state, seen)
         return dy
 
     def backward_params(self, dy: Any) -> None:

@@ -11,11 +11,38 @@ __all__ = ["summary"]
 def summary(model: Any, input_shape: Sequence[int] | None = None) -> str:
     """The summary table of ``model`` as a string (see :meth:`portnn.Sequential.summary`).
 
-    Output shapes come from one forward pass of a single zero sample on the
-    model's backend (``training=False``: running statistics are not touched).
-    Trainable values are ``layer.params``; non-trainable ones are
-    ``layer.buffers`` (BatchNorm's running mean and variance).
+    A stack's output shapes come from one forward pass of a single zero sample on the
+    model's backend (``training=False``: running statistics are not touched); a graph's
+    (:class:`portnn.Model`) are known from its construction, and a column says which rows
+    feed each node. Trainable values are ``params``; non-trainable ones are ``buffers``
+    (BatchNorm's running mean and variance). A layer used more than once counts once.
     """
+    graph = getattr(model, "nodes", None) is not None
+    rows, inputs = _graph_rows(model) if graph else _stack_rows(model, input_shape)
+    header = ("Layer", "Output shape", "Param #", "Connected to")[:4 if graph else 3]
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+
+    def line(r: tuple[str, ...]) -> str:
+        cells = [f"{r[0]:<{widths[0]}}", f"{r[1]:<{widths[1]}}", f"{r[2]:>{widths[2]}}", *r[3:]]
+        return "  ".join(cells).rstrip()
+
+    trainable = [model.named_parameters(), "params"]
+    frozen = [model.named_buffers(), "buffers"]
+    counts = [sum(_size(getattr(owner, store)[k]) for _, owner, k in slots) for slots, store in
+              (trainable, frozen)]
+    sizes = [sum(_nbytes(getattr(owner, store)[k]) for _, owner, k in slots) for slots, store in
+             (trainable, frozen)]
+    rule = "-" * max(len(line(header)), *(len(line(r)) for r in rows))
+    body = [rule, line(header), rule, *map(line, rows), rule,
+            f"Input shape: {inputs}   backend: {model.backend}",
+            f"Trainable params: {counts[0]:,} ({_human(sizes[0])})",
+            f"Non-trainable params: {counts[1]:,} ({_human(sizes[1])})",
+            f"Total params: {sum(counts):,} ({_human(sum(sizes))})",
+            rule]
+    return "\n".join(body)
+
+
+def _stack_rows(model: Any, input_shape: Sequence[int] | None) -> tuple[list[tuple[str, ...]], str]:
     shape = tuple(input_shape) if input_shape is not None else model.input_shape
     if shape is None:
         raise ValueError("Sequential.summary: the input shape is not known yet; pass the shape of "
@@ -25,8 +52,7 @@ def summary(model: Any, input_shape: Sequence[int] | None = None) -> str:
 
     be = model.backend
     x = be.xp.zeros((1, *shape), dtype=be.dtype(_dtype(model)), device=be.device)
-    rows = []
-    trainable = frozen = trainable_bytes = frozen_bytes = 0
+    rows, seen = [], set()
     for i, layer in enumerate(model.layers):
         name = type(layer).__name__
         try:
@@ -34,26 +60,33 @@ def summary(model: Any, input_shape: Sequence[int] | None = None) -> str:
         except Exception as exc:
             raise ValueError(f"Sequential.summary: layer {i} ({name}) cannot take an input of shape "
                              f"{('batch', *tuple(x.shape[1:]))}: {exc}") from exc
-        count = sum(_size(v) for v in layer.params.values())
-        trainable += count
-        trainable_bytes += sum(_nbytes(v) for v in layer.params.values())
-        frozen += sum(_size(v) for v in layer.buffers.values())
-        frozen_bytes += sum(_nbytes(v) for v in layer.buffers.values())
-        rows.append((f"{i}: {name}", str((None, *tuple(x.shape[1:]))), f"{count:,}"))
-    header = ("Layer", "Output shape", "Param #")
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(3)]
+        rows.append((f"{i}: {name}", str((None, *tuple(x.shape[1:]))), _count(layer, seen)))
+    return rows, str((None, *shape))
 
-    def line(r: tuple[str, str, str]) -> str:
-        return f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}"
 
-    rule = "-" * len(line(header))
-    body = [rule, line(header), rule, *map(line, rows), rule,
-            f"Input shape: {(None, *shape)}   backend: {be}",
-            f"Trainable params: {trainable:,} ({_human(trainable_bytes)})",
-            f"Non-trainable params: {frozen:,} ({_human(frozen_bytes)})",
-            f"Total params: {trainable + frozen:,} ({_human(trainable_bytes + frozen_bytes)})",
-            rule]
-    return "\n".join(body)
+def _graph_rows(model: Any) -> tuple[list[tuple[str, ...]], str]:
+    labels = {id(t): t.name or f"input {i}" for i, t in enumerate(model.inputs)}
+    rows = [(labels[id(t)], str((None, *t.shape)), "0", "") for t in model.inputs]
+    index = {id(layer): i for i, layer in enumerate(model.layers)}
+    uses: dict[int, int] = {}
+    seen: set[int] = set()
+    for node in model.nodes:
+        layer = node.layer
+        uses[id(layer)] = uses.get(id(layer), 0) + 1
+        label = f"{index[id(layer)]}: {type(layer).__name__}" + (
+            f" (call {uses[id(layer)]})" if sum(n.layer is layer for n in model.nodes) > 1 else "")
+        labels[id(node.output)] = label
+        rows.append((label, str((None, *node.output.shape)), _count(layer, seen),
+                     ", ".join(labels[id(t)] for t in node.inputs)))
+    return rows, ", ".join(str((None, *t.shape)) for t in model.inputs)
+
+
+def _count(layer: Any, seen: set[int]) -> str:
+    """The parameters of ``layer`` and its children; ``shared`` at a later call of the same layer."""
+    if id(layer) in seen:
+        return "shared"
+    seen.add(id(layer))
+    return f"{sum(_size(owner.params[k]) for _, owner, k in layer.named_parameters()):,}"
 
 
 def _size(a: Any) -> int:

@@ -10,7 +10,10 @@ The file is a plain NumPy ``.npz`` (a zip of ``.npy`` files) holding:
     A learning-rate schedule appears in the optimizer config as
     ``"lr": {"schedule": "StepDecay", ...its arguments}``. A block built from
     a list of layers (a nested ``Sequential``) adds ``"layers": [...]`` to its
-    entry. A user's own ``Layer`` subclass is named ``"module.QualName"`` and
+    entry. A graph :class:`~portnn.Model` adds ``"graph": {"inputs": [{"shape", "name"}],
+    "nodes": [{"layer": index into layers, "inputs": [positions], "many": bool}], "output":
+    position}`` (positions count the inputs, then each node's output), at the top or in a
+    nested entry. A user's own ``Layer`` subclass is named ``"module.QualName"`` and
     found again by that name once its class statement has run.
 ``param/<path>``, ``buffer/<path>``
     each parameter and buffer by its path, dots written as slashes (the
@@ -61,6 +64,7 @@ def entries(model: Any) -> dict[str, np.ndarray]:
     meta = {
         "format": FORMAT, "version": VERSION, "model": class_name(type(model)),
         "layers": [_layer_entry(layer) for layer in model.layers],
+        **_graph(model),
         "loss": None if model.loss is None else _entry(model.loss),
         "metrics": getattr(model, "metrics", None),
         "optimizer": None if optimizer is None else
@@ -139,10 +143,14 @@ def load(cls: type | None, path: str | os.PathLike[str], backend: str | Backend 
     NaN or inf in a saved array is a :class:`CheckpointError` unless ``allow_nonfinite``."""
     target = get_backend(backend, device)
     data, meta = _read(path)
+    saved = REGISTRY.get(meta.get("model", "Sequential"))
+    if cls is not None and saved is not None and not issubclass(saved, cls):
+        raise CheckpointError(f"{path} holds a {saved.__name__}, not a {cls.__name__}; load it with "
+                              f"{saved.__name__}.load(...)")
     cls = cls or _model_class(path, meta)
     try:
         with use_backend("numpy"):
-            model = cls([_build_layer(entry, path) for entry in meta["layers"]])
+            model = cls.rebuild([_build_layer(entry, path) for entry in meta["layers"]], meta.get("graph"))
             if meta["loss"]:
                 model.loss = _build(losses, meta["loss"], path)
             model.metrics = meta.get("metrics")
@@ -243,8 +251,8 @@ def _entry(obj: Any) -> dict[str, Any]:
 def _layer_entry(layer: Layer) -> dict[str, Any]:
     """A layer's class and config; a block built from a list of layers (Sequential) nests them."""
     config = layer.config()
-    entry: dict[str, Any] = {"class": class_name(type(layer)), "config": config}
-    if "layers" in inspect.signature(type(layer).__init__).parameters:
+    entry: dict[str, Any] = {"class": class_name(type(layer)), "config": config, **_graph(layer)}
+    if "layers" in inspect.signature(type(layer).__init__).parameters or "graph" in entry:
         entry["layers"] = [_layer_entry(child) for child in layer.layers]
         config.pop("layers", None)
     # A layer given as an argument (Residual's shortcut) nests as an entry of its own.
@@ -262,12 +270,20 @@ def _build_layer(entry: dict[str, Any], path: Any) -> Layer:
             f"{path}: unknown layer class {entry['class']!r}; define or import it before loading "
             "(a portnn.Layer subclass registers itself when its class statement runs)")
     config = dict(entry["config"])
+    if "graph" in entry:  # a graph model nested as a layer (a shared encoder)
+        return cls.rebuild([_build_layer(child, path) for child in entry["layers"]], entry["graph"])
     if "layers" in entry:
         config["layers"] = [_build_layer(child, path) for child in entry["layers"]]
     config.update({key: _build_layer(child, path) for key, child in entry.get("children", {}).items()})
     if class_name(cls) == cls.__name__ and "init" in config:
         config["init"] = "zeros"  # portnn's initializers: the saved weights replace it; draw nothing
     return cls(**config)
+
+
+def _graph(model: Any) -> dict[str, Any]:
+    """``{"graph": ...}`` for a graph model (:meth:`portnn.Model.graph_config`), else ``{}``."""
+    config = getattr(model, "graph_config", None)
+    return {} if config is None else {"graph": config()}
 
 
 def _build(module: Any, entry: dict[str, Any], path: Any) -> Any:

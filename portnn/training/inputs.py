@@ -31,6 +31,7 @@ from .. import _checks
 from ..backends import Backend, DeviceMismatchError, backend_of, check_device, get_backend, to_numpy
 from ..backends import _fast as fast
 from ..losses import MSE, BinaryCrossEntropy, CrossEntropy
+from . import batches
 
 __all__ = ["NonFiniteLossError", "check_fit_args", "prepare", "prepare_validation", "stop_on_nonfinite"]
 
@@ -60,20 +61,46 @@ def prepare(model: Any, x: Any, y: Any = _NO_TARGETS, *, what: str = "") -> Any:
     """
     be = model_backend(model)
     prefix = f"{what} " if what else ""
-    first = _first_layer(model)
-    if getattr(first, "input_kind", "features") == "indices":  # an Embedding
-        x = indices(be, x, first, f"{prefix}x")
-    else:
-        x = _features(be, x, _dtype(model), f"{prefix}x")
+    x = _model_inputs(model, be, x, f"{prefix}x")
     if y is _NO_TARGETS:
         return x
     if y is None:
         raise TypeError(f"{prefix}y is None; pass the targets, one per sample")
     y = _array(be, y, f"{prefix}y")
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"{prefix}x has {x.shape[0]} samples but {prefix}y has {y.shape[0]}; "
+    if y.shape[0] != batches.count(x):
+        raise ValueError(f"{prefix}x has {batches.count(x)} samples but {prefix}y has {y.shape[0]}; "
                          "pass one target per sample")
     return x, _targets(model, be, x, y, f"{prefix}y")
+
+
+def _model_inputs(model: Any, be: Backend, x: Any, name: str) -> Any:
+    """The features (or Embedding indices) of each of the model's inputs: one array, or a list."""
+    specs = model.input_specs()
+    if len(specs) == 1:
+        return _one_input(be, x, *specs[0], _dtype(model), name)
+    k = len(specs)
+    if not isinstance(x, list | tuple) or len(x) != k:
+        got = f"a list of {len(x)}" if isinstance(x, list | tuple) else f"a {type(x).__name__}"
+        raise ValueError(f"{name}: the model has {k} inputs, so pass a list of {k} arrays (in the "
+                         f"order of its inputs), got {got}")
+    xs = [_one_input(be, a, *spec, _dtype(model), f"{name}[{i}]") for i, (a, spec) in
+          enumerate(zip(x, specs, strict=True))]
+    for i, a in enumerate(xs[1:], 1):
+        if a.shape[0] != xs[0].shape[0]:
+            raise ValueError(f"{name}[{i}] has {a.shape[0]} samples but {name}[0] has "
+                             f"{xs[0].shape[0]}; every input needs one row per sample")
+    return xs
+
+
+def _one_input(be: Backend, x: Any, shape: tuple[int | None, ...] | None, embedding: Any,
+               dtype: str, name: str) -> Any:
+    x = indices(be, x, embedding, name) if embedding is not None else _features(be, x, dtype, name)
+    got = tuple(x.shape[1:])
+    if shape is not None and (len(got) != len(shape) or any(
+            want is not None and want != d for d, want in zip(got, shape, strict=False))):
+        raise ValueError(f"{name}: samples of shape {got} do not fit the model's Input of shape "
+                         f"{tuple(shape)}")
+    return x
 
 
 def prepare_validation(model: Any, data: Any) -> tuple[Any, Any]:
@@ -166,14 +193,6 @@ def _array(be: Backend, a: Any, name: str) -> Any:
     return a
 
 
-def _first_layer(model: Any) -> Any:
-    """The layer a model's input goes into first (through nested stacks), or ``None``."""
-    first = model
-    while getattr(first, "layers", None):
-        first = first.layers[0]
-    return None if first is model else first
-
-
 def indices(be: Backend | None, x: Any, layer: Any, name: str) -> Any:
     """Integer indices for ``layer`` (an :class:`~portnn.Embedding`), checked in range once, on
     the host or where they live, in the widest integer dtype of ``be``."""
@@ -263,9 +282,10 @@ def _targets(model: Any, be: Backend, x: Any, y: Any, name: str) -> Any:
         _check_finite(y, name)
         return _move(be, y)
     try:  # one sample through the model: its output shape, and a clear error for a wrong x
-        out = tuple(model.forward(x[:1, ...]).shape)
+        out = tuple(model.forward(batches.rows(x, 0, 1)).shape)
     except ValueError as exc:
-        raise ValueError(f"{name[:-1]}x: samples of shape {tuple(x.shape[1:])} do not fit the model: "
+        shapes = ", ".join(str(tuple(a.shape[1:])) for a in (x if isinstance(x, list) else [x]))
+        raise ValueError(f"{name[:-1]}x: samples of shape {shapes} do not fit the model: "
                          f"{exc}") from exc
     if isinstance(loss, CrossEntropy):
         return _class_targets(be, y, out, dtype, name)

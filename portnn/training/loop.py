@@ -17,9 +17,9 @@ import numpy as np
 from .. import metrics as metrics_module
 from ..backends import init_rng
 from . import backup as _backup
+from . import batches, runner
 from . import callbacks as callbacks_module
 from . import inputs as _inputs
-from . import runner
 from .progress import Progress
 from .runner import _add
 from .step import LOCAL, Local
@@ -69,7 +69,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     weights = sample_weights(raw_y, class_weight, sample_weight)
     if validation_data is not None:
         validation_data = _inputs.prepare_validation(model, validation_data)
-    n = x.shape[0]
+    n = batches.count(x)
     batch_size = batch_size or n
     be = model.backend
     w_device = None if weights is None else be.asarray(weights, dtype=_inputs._dtype(model), copy=False)
@@ -163,14 +163,14 @@ def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None,
 
 def _evaluate(model: Any, x: Any, y: Any, metrics: dict[str, Any],
               batch_size: int | None = None) -> dict[str, float]:
-    n = x.shape[0]
+    n = batches.count(x)
     step = n if batch_size is None else batch_size
     total: Any = None
     sums: dict[str, Any] = {}
     for s in range(0, n, step):
-        xb, yb = x[s:min(s + step, n), ...], y[s:min(s + step, n), ...]
+        xb, yb = batches.rows(x, s, min(s + step, n)), y[s:min(s + step, n), ...]
         out = model.forward(xb)
-        total = _add(total, model.loss(out, yb) * xb.shape[0])
+        total = _add(total, model.loss(out, yb) * yb.shape[0])
         for name, metric in metrics.items():
             sums[name] = _add(sums.get(name), metric(out, yb, model.loss))
     return _read_back(total, n, sums, n)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..backends import _device_rngs, _libraries
 from ..backends import _fast as fast
+from . import batches
 from .step import Local, train_step
 
 __all__ = ["Compiled", "Eager", "make"]
@@ -92,12 +93,13 @@ class Eager:
     def _batch(self, start: int, stop: int) -> tuple[Any, Any, Any]:
         (x, y, w), order = self.data, self.order
         if order is None:
-            return x[start:stop, ...], y[start:stop, ...], None if w is None else w[start:stop]
+            return batches.rows(x, start, stop), y[start:stop, ...], None if w is None else w[start:stop]
         if stop - start == 1:  # a batch of one is a slice (a view), cheaper than a gather
             i = int(order[start])  # order is on the host: no device read
-            return x[i:i + 1, ...], y[i:i + 1, ...], None if w is None else w[i:i + 1]
+            return batches.rows(x, i, i + 1), y[i:i + 1, ...], None if w is None else w[i:i + 1]
         idx = self.order_dev[start:stop]
-        return fast.take(x, idx), fast.take(y, idx), None if w is None else fast.take(w, idx)
+        return (batches.each(x, lambda a: fast.take(a, idx)), fast.take(y, idx),
+                None if w is None else fast.take(w, idx))
 
 
 def accumulate(sums: dict[str, Any], loss: Any, share: float, out: Any, yb: Any,
@@ -231,7 +233,7 @@ class Compiled(Eager):
         host = {name: getattr(self.strategy, name) for name in per_step}
         vars(self.strategy).update(per_step)  # e.g. this rank's share of the batch, traced
         x, y, w = data
-        xb, yb = fast.take(x, rows), fast.take(y, rows)
+        xb, yb = batches.each(x, lambda a: fast.take(a, rows)), fast.take(y, rows)
         wb = None if w is None else fast.take(w, rows)
         try:
             with opt.traced(t - 1, lr):
