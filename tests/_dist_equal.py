@@ -45,6 +45,18 @@ def build(optimizer: portnn.Optimizer, bn: bool = False, sync: bool = False) -> 
                              loss="crossentropy", optimizer=optimizer)
 
 
+def build_graph(optimizer: portnn.Optimizer) -> portnn.Model:
+    """Two inputs (the first 3 and the last 2 features), each its own Dense, added: a graph model."""
+    a, b = portnn.Input((3,)), portnn.Input((2,))
+    h = portnn.Add()([portnn.Dense(3, 8, dtype="float64")(a), portnn.Dense(2, 8, dtype="float64")(b)])
+    return portnn.Model([a, b], portnn.Dense(8, 3, dtype="float64")(portnn.Tanh()(h)),
+                        loss="crossentropy", optimizer=optimizer)
+
+
+def split(x: np.ndarray) -> list[np.ndarray]:
+    return [x[:, :3], x[:, 3:]]
+
+
 def weights(model: portnn.Sequential) -> list[np.ndarray]:
     arrays = [portnn.to_numpy(v) for layer in model.layers for v in (*layer.params.values(),
                                                                      *layer.buffers.values())]
@@ -60,9 +72,11 @@ def max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 def compare(comm, name: str, make, n: int, epochs: int, batch_size: int, checkpoint: str | None = None,
-            shuffle: bool = True, **fit_kwargs):
+            shuffle: bool = True, inputs: int = 1, **fit_kwargs):
     x, y = data(n)
     val = data(11)
+    if inputs == 2:  # a graph model of two inputs: the features as a list of two arrays
+        x, val = split(x), (split(val[0]), val[1])
     portnn.seed(0)
     alone = make()
     h_alone = alone.fit(x, y, epochs=epochs, batch_size=batch_size, validation_data=val, verbose=0,
@@ -74,7 +88,7 @@ def compare(comm, name: str, make, n: int, epochs: int, batch_size: int, checkpo
 
     def counting(xb, training=False):
         if training:
-            seen.append(xb.shape[0])
+            seen.append((xb[0] if isinstance(xb, list) else xb).shape[0])
         return forward(xb, training)
 
     model.forward = counting
@@ -115,6 +129,13 @@ def main() -> None:
             model, x, y = compare(comm, f"{tag} sgd-momentum",
                                   lambda: build(portnn.SGD(0.05, momentum=0.9)), 43, 8, 7, checkpoint)
             compare(comm, f"{tag} adam", lambda: build(portnn.Adam(0.01)), 43, 8, 7)
+            graph, xg, yg = compare(comm, f"{tag} two-input graph adam",
+                                    lambda: build_graph(portnn.Adam(0.01)), 43, 8, 7, inputs=2)
+            pg, pg_alone = (portnn.to_numpy(graph.predict(xg, distributed=comm)),
+                            portnn.to_numpy(graph.predict(xg)))
+            assert np.max(np.abs(pg - pg_alone)) < TOL, "graph predict(distributed)"
+            ev, ev_alone = graph.evaluate(xg, yg, distributed=comm), graph.evaluate(xg, yg)
+            assert max(abs(ev[k] - ev_alone[k]) for k in ev_alone) < TOL, (ev, ev_alone)
             # Weighted means: each rank's share is its slice's weight over the batch's.
             compare(comm, f"{tag} adam class_weight", lambda: build(portnn.Adam(0.01)), 43, 8, 7,
                     class_weight={0: 1.0, 1: 3.0, 2: 0.5})

@@ -170,3 +170,21 @@ def test_sentiment_reads_the_aclimdb_layout(tmp_path):
     out = run("sentiment.py", "--data", str(tmp_path / "aclImdb"), "--epochs", "1", "--maxlen", "8",
               "--vocab", "20", "--out", str(tmp_path), cwd=tmp_path)
     assert "IMDB reviews from" in out and "4 training, 4 test" in out and "test accuracy=" in out
+
+
+def test_resnet_mnist(tmp_path, mnist_dir):
+    folder, real = mnist_dir
+    out = run("resnet_mnist.py", "--data", str(folder), "--epochs", "1", "--limit", "640",
+              "--test-limit", "300", "--batch-size", "32", "--out", str(tmp_path),
+              "--min-accuracy", "0.5" if real else "0.8", cwd=tmp_path)
+    assert "Add" in out and "Connected to" in out and "test accuracy=" in out
+    assert isinstance(portnn.Model.load(tmp_path / "resnet_mnist.npz"), portnn.Model)
+    assert (tmp_path / "resnet_mnist.png").stat().st_size > 1000
+
+
+def test_siamese_mnist(tmp_path, mnist_dir):
+    folder, real = mnist_dir
+    out = run("siamese_mnist.py", "--data", str(folder), "--epochs", "1", "--limit", "2000",
+              "--test-limit", "500", "--out", str(tmp_path), "--min-accuracy", "0.65", cwd=tmp_path)
+    assert "0: Sequential (call 2)" in out and "shared" in out and "test accuracy=" in out
+    assert (tmp_path / "siamese_mnist.png").stat().st_size > 1000

@@ -366,3 +366,31 @@ def test_variable_sizes_and_an_embedding_input(backend):
     assert np.isfinite(history["loss"][-1])
     with pytest.raises(ValueError, match=r"x\[0\] must hold Embedding\(10, 3\) indices: integers in \[0"):
         model.predict([ids + 10, np.ones((8, 2))])
+
+
+def test_backup_and_restore_resumes_a_graph_model(backend, tmp_path):
+    """A two-input fit killed (an exception) after 2 of 4 epochs and resumed by a fresh model
+    ends where the uninterrupted one does, bit for bit."""
+
+    class Stop(Exception):
+        pass
+
+    def train(model, callbacks):
+        return model.fit(*_pairs(48), epochs=4, batch_size=16, verbose=0, callbacks=callbacks)
+
+    def stop_at_2(model, epoch, logs):
+        if epoch == 2:
+            raise Stop
+
+    portnn.seed(0)
+    reference = _siamese()
+    expected = train(reference, [])
+    portnn.seed(0)
+    with pytest.raises(Stop):
+        train(_siamese(), [portnn.callbacks.BackupAndRestore(tmp_path), stop_at_2])
+    portnn.seed(5)
+    resumed = _siamese()
+    history = train(resumed, [portnn.callbacks.BackupAndRestore(tmp_path)])
+    assert history["loss"] == expected["loss"]
+    for (_, a, k), (_, b, _) in zip(resumed.named_parameters(), reference.named_parameters(), strict=True):
+        np.testing.assert_array_equal(portnn.to_numpy(a.params[k]), portnn.to_numpy(b.params[k]))
