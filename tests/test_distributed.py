@@ -29,7 +29,7 @@ ROOT = HERE.parent
 TORCH = importlib.util.find_spec("torch") is not None
 JAX = importlib.util.find_spec("jax") is not None
 # One "OK" line per (backend, case) plus the dropout line, as _dist_equal.py prints them.
-EXPECTED_OK = 5 * (2 + TORCH + JAX) + 1
+EXPECTED_OK = 6 * (2 + TORCH + JAX) + 1
 
 
 def _mpiexec() -> str | None:
