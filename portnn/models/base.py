@@ -125,7 +125,8 @@ class BaseModel(Layer):
         """Train for ``epochs`` passes over ``(x, y)``; the loop is :func:`portnn.training.fit`.
 
         Args:
-            x, y: inputs and targets (NumPy arrays are moved to the device once).
+            x, y: inputs and targets (NumPy arrays are moved to the device once); ``x`` is a
+                list of arrays, one per input, for a :class:`~portnn.Model` of several inputs.
             epochs: passes over the data.
             batch_size: samples per update; ``1`` is per-sample training,
                 ``None`` the full batch.

@@ -6,6 +6,8 @@ behaves alike (NumPy's permissiveness never decides):
 - features of any real dtype (bool, int, uint8, float16, float64), lists and
   Fortran-ordered or negatively strided arrays become the model's float dtype;
 - NaN/inf, 0 samples and sample-count mismatches are errors naming the array;
+- a model of several inputs takes a list of arrays, each checked as above and against its
+  ``Input``'s shape (``x[1]: samples of shape ... do not fit ...``);
 - targets are checked for their loss: ``CrossEntropy`` labels are integers (or
   floats holding integers) in ``[0, classes)``, shape ``(N,)`` or ``(N, 1)``, or
   one-hot / probability rows ``(N, classes)``; ``BinaryCrossEntropy`` targets
