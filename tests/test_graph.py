@@ -297,6 +297,19 @@ def test_summary_shows_branches():
     assert "2: Dense" in table and "1: Multiply" in table
 
 
+def test_a_graph_deeper_than_the_recursion_limit_builds_and_runs():
+    import sys
+
+    x = h = portnn.Input((2,))
+    relu = portnn.ReLU()
+    for _ in range(sys.getrecursionlimit() + 100):
+        h = relu(h)  # a node per call: deeper than Python's stack allows
+    model = portnn.Model(x, portnn.Add()([h, x]))
+    y = model.forward(np.array([[1.0, -1.0]]))
+    np.testing.assert_array_equal(np.asarray(y), [[2.0, -1.0]])
+    np.testing.assert_array_equal(np.asarray(model.backward(np.ones((1, 2)))), [[2.0, 1.0]])
+
+
 # --------------------------------------------------------------------------- bad graphs and inputs
 
 

@@ -183,22 +183,20 @@ def _nodes(inputs: list[SymbolicTensor], output: SymbolicTensor) -> list[Node]:
     order: list[Node] = []
     seen: set[int] = set()
     reached: set[int] = set()
-
-    def visit(t: SymbolicTensor) -> None:
+    stack: list[tuple[SymbolicTensor, bool]] = [(output, False)]  # no recursion: deep graphs work
+    while stack:
+        t, done = stack.pop()
         if t.node is None:
             if not any(t is u for u in inputs):
                 raise ValueError(f"Model: the output depends on {t!r}, which is not in inputs; "
                                  "add it to inputs=[...]")
             reached.add(id(t))
-            return
-        if id(t.node) in seen:
-            return
-        seen.add(id(t.node))
-        for u in t.node.inputs:
-            visit(u)
-        order.append(t.node)
-
-    visit(output)
+        elif done:
+            order.append(t.node)  # every node it takes inputs from is in order already
+        elif id(t.node) not in seen:
+            seen.add(id(t.node))
+            stack.append((t, True))
+            stack.extend((u, False) for u in reversed(t.node.inputs))
     unused = [f"inputs[{i}]" + (f" ({t.name})" if t.name else "") for i, t in enumerate(inputs)
               if id(t) not in reached]
     if unused:
