@@ -62,7 +62,7 @@ def get(names: Sequence[str] | None, loss: Any) -> dict[str, Metric]:
         names = [names]
     unknown = [n for n in names if n not in METRICS]
     if unknown:
-        raise ValueError(f"Sequential: unknown metrics {unknown}; valid: {sorted(METRICS)}")
+        raise ValueError(f"metrics: unknown metrics {unknown}; valid: {sorted(METRICS)}")
     if "accuracy" in names and not classifier:
         raise ValueError(f"metric 'accuracy' needs a classification loss (CrossEntropy, "
                          f"BinaryCrossEntropy), not {type(loss).__name__}")

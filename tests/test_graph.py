@@ -358,6 +358,10 @@ def test_several_inputs_take_a_list_of_fitting_arrays():
         model.fit([x1, x1], y, verbose=0)
     with pytest.raises(ValueError, match=r"x\[1\] has 7 samples but x\[0\] has 8"):
         model.fit([x1, x2[:7]], y, verbose=0)
+    with pytest.raises(ValueError, match="Model.fit: batch_size must be"):  # names Model, not Sequential
+        model.fit([x1, x2], y, batch_size=0, verbose=0)
+    with pytest.raises(ValueError, match=r"Model.fit needs a loss and an optimizer: pass Model\(\.\.\."):
+        portnn.Model([a, b], portnn.Concatenate()([a, b])).fit([x1, x2], y, verbose=0)
     with pytest.raises(ValueError, match="x has 8 samples but y has 7"):
         model.fit([x1, x2], y[:7], verbose=0)
     with pytest.raises(ValueError, match=r"validation_data x\[0\] holds NaN"):

@@ -129,7 +129,7 @@ class BackupAndRestore(Callback):
     def after_epoch(self, epoch: int) -> None:
         """After every callback's ``on_epoch_end``: write the backup if this epoch is one to save."""
         if self._fit is None:
-            raise RuntimeError("BackupAndRestore runs inside Sequential.fit only")
+            raise RuntimeError("BackupAndRestore runs inside a model's fit only")
         if self.save_freq != "epoch" and (epoch + 1) % self.save_freq:
             return
         model, fit = self.model, self._fit

@@ -123,38 +123,40 @@ def model_backend(model: Any) -> Backend:
         placed.setdefault(backend_of(layer.params[key]), f"{where} ({type(layer).__name__})")
     if len(placed) > 1:
         where = "; ".join(f"{name} on {be}" for be, name in placed.items())
-        raise DeviceMismatchError(f"Sequential: the parameters live on different backends ({where}); "
-                                  "move them all with model.to(backend, device)")
+        raise DeviceMismatchError(f"{type(model).__name__}: the parameters live on different "
+                                  f"backends ({where}); move them all with model.to(backend, device)")
     return next(iter(placed), None) or get_backend()
 
 
 def check_fit_args(epochs: Any, batch_size: Any, verbose: Any = 1, on_nonfinite: Any = "raise",
-                   shuffle: Any = True) -> int | None:
-    """Check ``fit``'s scalar arguments; returns ``batch_size`` as an int (or ``None``)."""
-    _checks.integer("Sequential.fit", "epochs", epochs, minimum=0)
-    _checks.boolean("Sequential.fit", "shuffle", shuffle)
+                   shuffle: Any = True, owner: str = "Sequential.fit") -> int | None:
+    """Check ``fit``'s scalar arguments; returns ``batch_size`` as an int (or ``None``).
+
+    ``owner``: the method the messages name (``"Model.fit"``)."""
+    _checks.integer(owner, "epochs", epochs, minimum=0)
+    _checks.boolean(owner, "shuffle", shuffle)
     if not isinstance(verbose, bool):  # verbose=True/False reads naturally: allowed
-        _checks.integer("Sequential.fit", "verbose", verbose, minimum=0)
-    _checks.choice("Sequential.fit", "on_nonfinite", on_nonfinite, ("raise", "warn"))
-    return None if batch_size is None else _checks.integer("Sequential.fit", "batch_size", batch_size)
+        _checks.integer(owner, "verbose", verbose, minimum=0)
+    _checks.choice(owner, "on_nonfinite", on_nonfinite, ("raise", "warn"))
+    return None if batch_size is None else _checks.integer(owner, "batch_size", batch_size)
 
 
-def check_initial_epoch(initial_epoch: Any, epochs: int) -> int:
+def check_initial_epoch(initial_epoch: Any, epochs: int, owner: str = "Sequential.fit") -> int:
     """``fit(initial_epoch=)``: Keras' meaning, the epochs ``initial_epoch..epochs-1`` are trained."""
-    _checks.integer("Sequential.fit", "initial_epoch", initial_epoch, minimum=0)
+    _checks.integer(owner, "initial_epoch", initial_epoch, minimum=0)
     if initial_epoch > epochs:
-        raise ValueError(f"Sequential.fit: initial_epoch={initial_epoch} is past epochs={epochs}; "
+        raise ValueError(f"{owner}: initial_epoch={initial_epoch} is past epochs={epochs}; "
                          "epochs is the total, so training runs epochs initial_epoch..epochs-1")
     return int(initial_epoch)
 
 
 def stop_on_nonfinite(history: Any, logs: dict[str, float], epoch: int, epochs: int,
-                      on_nonfinite: str = "raise") -> bool:
+                      on_nonfinite: str = "raise", owner: str = "Sequential.fit") -> bool:
     """After an epoch: ``False`` while its loss is finite, else raise (or warn and return ``True``)."""
     loss = logs.get("loss", 0.0)
     if math.isfinite(loss):
         return False
-    message = (f"Sequential.fit: the training loss is {loss} at epoch {epoch}/{epochs}; training "
+    message = (f"{owner}: the training loss is {loss} at epoch {epoch}/{epochs}; training "
                "stopped. Lower the learning rate, or check the data and the weights for NaN/inf. "
                "The history so far is on this exception's .history")
     if on_nonfinite == "warn":

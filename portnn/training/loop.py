@@ -58,11 +58,12 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     the loop calls the same steps on the single-process :data:`LOCAL`, whose are no-ops.
     """
     if model.loss is None or model.optimizer is None:
-        raise ValueError("Sequential.fit needs a loss and an optimizer: "
-                         "Sequential(layers, loss='mse', optimizer=portnn.SGD(0.1))")
+        raise ValueError(f"{_owner(model, 'fit')} needs a loss and an optimizer: pass "
+                         f"{type(model).__name__}(..., loss='mse', optimizer=portnn.SGD(0.1))")
     _check_values_device(model, "fit")
-    batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle)
-    _inputs.check_initial_epoch(initial_epoch, epochs)
+    owner = _owner(model, "fit")
+    batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle, owner)
+    _inputs.check_initial_epoch(initial_epoch, epochs, owner)
     metrics = metrics_module.get(model.metrics, model.loss)
     raw_y = y
     x, y = model.prepare_inputs(x, y)  # the checked data boundary (portnn._inputs)
@@ -130,7 +131,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             progress.epoch_end(epoch, logs)
-            if _inputs.stop_on_nonfinite(history, logs, epoch + 1, epochs, on_nonfinite):
+            if _inputs.stop_on_nonfinite(history, logs, epoch + 1, epochs, on_nonfinite, owner):
                 break
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
@@ -153,7 +154,7 @@ def evaluate(model: Any, x: Any, y: Any, batch_size: int | None = None,
     ``strategy.evaluate`` splits the work over the ranks of a distributed one.
     """
     if model.loss is None:
-        raise ValueError("Sequential.evaluate needs a loss")
+        raise ValueError(f"{_owner(model, 'evaluate')} needs a loss")
     _check_values_device(model, "evaluate")
     metrics = metrics_module.get(model.metrics, model.loss)
     x, y = model.prepare_inputs(x, y)
@@ -215,9 +216,14 @@ def sample_weights(y: Any, class_weight: dict[int, float] | None,
     return w
 
 
+def _owner(model: Any, method: str) -> str:
+    """``"Sequential.fit"``, ``"Model.evaluate"``, ...: the method messages name."""
+    return f"{type(model).__name__}.{method}"
+
+
 def _check_values_device(model: Any, where: str) -> None:
     if model.backend.device_name == "meta":
-        raise ValueError(f"Sequential.{where}: torch's 'meta' device holds shapes, not values, so "
+        raise ValueError(f"{_owner(model, where)}: torch's 'meta' device holds shapes, not values, so "
                          "it cannot train or report a loss; use it for layer shape checks only "
                          "and train on 'cpu' or 'cuda'")
 
