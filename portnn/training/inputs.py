@@ -128,8 +128,8 @@ def model_backend(model: Any) -> Backend:
     return next(iter(placed), None) or get_backend()
 
 
-def check_fit_args(epochs: Any, batch_size: Any, verbose: Any = 1, on_nonfinite: Any = "raise",
-                   shuffle: Any = True, owner: str = "Sequential.fit") -> int | None:
+def check_fit_args(owner: str, epochs: Any, batch_size: Any, verbose: Any = 1,
+                   on_nonfinite: Any = "raise", shuffle: Any = True) -> int | None:
     """Check ``fit``'s scalar arguments; returns ``batch_size`` as an int (or ``None``).
 
     ``owner``: the method the messages name (``"Model.fit"``)."""
@@ -141,7 +141,7 @@ def check_fit_args(epochs: Any, batch_size: Any, verbose: Any = 1, on_nonfinite:
     return None if batch_size is None else _checks.integer(owner, "batch_size", batch_size)
 
 
-def check_initial_epoch(initial_epoch: Any, epochs: int, owner: str = "Sequential.fit") -> int:
+def check_initial_epoch(owner: str, initial_epoch: Any, epochs: int) -> int:
     """``fit(initial_epoch=)``: Keras' meaning, the epochs ``initial_epoch..epochs-1`` are trained."""
     _checks.integer(owner, "initial_epoch", initial_epoch, minimum=0)
     if initial_epoch > epochs:
@@ -150,8 +150,8 @@ def check_initial_epoch(initial_epoch: Any, epochs: int, owner: str = "Sequentia
     return int(initial_epoch)
 
 
-def stop_on_nonfinite(history: Any, logs: dict[str, float], epoch: int, epochs: int,
-                      on_nonfinite: str = "raise", owner: str = "Sequential.fit") -> bool:
+def stop_on_nonfinite(owner: str, history: Any, logs: dict[str, float], epoch: int, epochs: int,
+                      on_nonfinite: str = "raise") -> bool:
     """After an epoch: ``False`` while its loss is finite, else raise (or warn and return ``True``)."""
     loss = logs.get("loss", 0.0)
     if math.isfinite(loss):

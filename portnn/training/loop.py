@@ -57,13 +57,13 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
     ``strategy``: how the fit is distributed (:class:`portnn.distributed.DataParallel`);
     the loop calls the same steps on the single-process :data:`LOCAL`, whose are no-ops.
     """
+    owner = _owner(model, "fit")
     if model.loss is None or model.optimizer is None:
-        raise ValueError(f"{_owner(model, 'fit')} needs a loss and an optimizer: pass "
+        raise ValueError(f"{owner} needs a loss and an optimizer: pass "
                          f"{type(model).__name__}(..., loss='mse', optimizer=portnn.SGD(0.1))")
     _check_values_device(model, "fit")
-    owner = _owner(model, "fit")
-    batch_size = _inputs.check_fit_args(epochs, batch_size, verbose, on_nonfinite, shuffle, owner)
-    _inputs.check_initial_epoch(initial_epoch, epochs, owner)
+    batch_size = _inputs.check_fit_args(owner, epochs, batch_size, verbose, on_nonfinite, shuffle)
+    _inputs.check_initial_epoch(owner, initial_epoch, epochs)
     metrics = metrics_module.get(model.metrics, model.loss)
     raw_y = y
     x, y = model.prepare_inputs(x, y)  # the checked data boundary (portnn._inputs)
@@ -131,7 +131,7 @@ def fit(model: Any, x: Any, y: Any, epochs: int = 1, batch_size: int | None = No
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             progress.epoch_end(epoch, logs)
-            if _inputs.stop_on_nonfinite(history, logs, epoch + 1, epochs, on_nonfinite, owner):
+            if _inputs.stop_on_nonfinite(owner, history, logs, epoch + 1, epochs, on_nonfinite):
                 break
             for cb in cbs:
                 cb.on_epoch_end(epoch, logs)
